@@ -1,0 +1,3 @@
+from interlace_mcp.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,65 @@
+"""Policy engine, spend ledger and approvals. Never imports ``mcp`` or the tools layer."""
+
+from interlace_mcp.policy._engine import (
+    frozen_violation,
+    payee_violation,
+    per_transaction_violation,
+    tool_violation,
+)
+from interlace_mcp.policy._ledger import (
+    Approval,
+    BeginResult,
+    CardRecord,
+    Ledger,
+    Refused,
+    RequestConflict,
+    RequestKey,
+    RequestRecord,
+    Violation,
+    WindowStatus,
+    refusal_text,
+)
+from interlace_mcp.policy._policy import (
+    BUILTIN_DEFAULTS,
+    SANDBOX_PAYEE,
+    AgentPolicy,
+    CardSpendLimit,
+    Payee,
+    Policy,
+    PolicyError,
+    builtin_policy,
+    load_policy,
+    parse_policy,
+    token_digest,
+)
+from interlace_mcp.policy._windows import window_keys
+
+__all__ = [
+    "BUILTIN_DEFAULTS",
+    "SANDBOX_PAYEE",
+    "AgentPolicy",
+    "Approval",
+    "BeginResult",
+    "CardRecord",
+    "CardSpendLimit",
+    "Ledger",
+    "Payee",
+    "Policy",
+    "PolicyError",
+    "Refused",
+    "RequestConflict",
+    "RequestKey",
+    "RequestRecord",
+    "Violation",
+    "WindowStatus",
+    "builtin_policy",
+    "frozen_violation",
+    "load_policy",
+    "parse_policy",
+    "payee_violation",
+    "per_transaction_violation",
+    "refusal_text",
+    "token_digest",
+    "tool_violation",
+    "window_keys",
+]

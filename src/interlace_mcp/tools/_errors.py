@@ -1,0 +1,111 @@
+"""The one boundary that turns refusals and client errors into what the model reads.
+
+A refusal is *returned* as an error result (not raised) so its text starts with ``[code]`` exactly,
+without the SDK's "Error executing tool X: " prefix (mcp-sdk-notes section 7.3). It never echoes raw
+upstream bodies, secrets or card data: client errors are already sanitized, and we add only their
+code and message.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ParamSpec, TypeVar
+
+from mcp.types import CallToolResult, TextContent
+
+from interlace_mcp.client import (
+    AuthenticationError,
+    CardStateError,
+    InsufficientFundsError,
+    InterlaceError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from interlace_mcp.policy import Refused, RequestConflict, Violation, refusal_text
+
+__all__ = ["Refusal", "not_found", "refusal_from_upstream", "returns_refusals"]
+
+logger = logging.getLogger("interlace_mcp.tools")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Refusal(Exception):
+    """A refusal the model should read: one or more rules, each ``[code] sentence``."""
+
+    def __init__(self, violations: Sequence[Violation]) -> None:
+        self.violations = list(violations)
+        super().__init__(refusal_text(self.violations))
+
+    @classmethod
+    def one(cls, code: str, message: str, **data: Any) -> Refusal:
+        return cls([Violation(code, message, data)])
+
+    def result(self) -> CallToolResult:
+        first = self.violations[0]
+        return CallToolResult(
+            is_error=True,
+            content=[TextContent(type="text", text=str(self))],
+            structured_content={
+                "code": first.code,
+                "rules": [{"code": v.code, "message": v.message, **v.data} for v in self.violations],
+            },
+        )
+
+
+def not_found(kind: str, ident: str) -> Refusal:
+    """Byte-identical for "does not exist" and "belongs to another agent" (no existence oracle)."""
+    return Refusal.one("not_found", f"{kind} {ident!r} not found among this agent's {kind}s", id=ident)
+
+
+def refusal_from_upstream(exc: InterlaceError, *, what: str) -> Refusal:
+    """A definite Interlace failure, in words, with Interlace's code."""
+    code = f" (Interlace code {exc.code})" if exc.code else ""
+    if isinstance(exc, InsufficientFundsError):
+        return Refusal.one(
+            "insufficient_funds",
+            f"{what} failed: not enough funds{code}: {exc.message}. Nothing moved",
+            upstream_code=exc.code,
+        )
+    if isinstance(exc, CardStateError):
+        return Refusal.one(
+            "card_frozen",
+            f"{what} failed: the card's status does not allow it{code}; unfreeze_card it first if you froze it",
+            upstream_code=exc.code,
+        )
+    if isinstance(exc, NotFoundError):
+        return Refusal.one("not_found", f"{what} failed: Interlace does not know that object{code}", upstream_code=exc.code)
+    if isinstance(exc, AuthenticationError | PermissionDeniedError):
+        return Refusal.one(
+            "upstream_error",
+            f"{what} failed: Interlace refused this server's credentials{code}; an operator must check"
+            " INTERLACE_CLIENT_ID/SECRET (interlace-mcp doctor)",
+            upstream_code=exc.code,
+        )
+    if exc.unknown_outcome:
+        return Refusal.one(
+            "upstream_error",
+            f"{what}: Interlace did not give a usable answer{code}; try again in a moment",
+            upstream_code=exc.code,
+        )
+    return Refusal.one("upstream_error", f"{what} failed at Interlace{code}: {exc.message}", upstream_code=exc.code)
+
+
+def returns_refusals(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Turn a raised Refusal (and ledger refusals) into a returned error result. Keeps the signature."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except Refusal as refusal:
+            return refusal.result()  # type: ignore[return-value]  # error results skip output validation
+        except Refused as refused:
+            return Refusal(refused.violations).result()  # type: ignore[return-value]
+        except RequestConflict as conflict:
+            return Refusal.one("request_id_conflict", str(conflict)).result()  # type: ignore[return-value]
+
+    return wrapper

@@ -1,0 +1,84 @@
+"""Shared tool parameter types: one definition each, with descriptions and bounds."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import Field, PlainValidator, StrictBool, WithJsonSchema
+
+from interlace_mcp.money import AMOUNT_PATTERN, AmountError, parse_amount
+
+__all__ = [
+    "Amount",
+    "CardId",
+    "CardStatus",
+    "Currency",
+    "DryRun",
+    "Label",
+    "Memo",
+    "Merchant",
+    "Page",
+    "PageSize",
+    "PayeeName",
+    "RequestId",
+    "Reveal",
+]
+
+
+def _amount(value: object) -> Decimal:
+    try:
+        return parse_amount(value)
+    except AmountError as exc:
+        raise ValueError(str(exc)) from None
+
+
+Amount = Annotated[
+    Decimal,
+    PlainValidator(_amount),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": AMOUNT_PATTERN,
+            "description": 'Amount as a JSON string with at most 2 decimals, greater than zero, e.g. "10.50"',
+        }
+    ),
+]
+RequestId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._:-]{1,64}$",
+        description=(
+            "Your idempotency key for this request (1-64 chars of A-Z a-z 0-9 . _ : -). Reuse it to retry "
+            "or to learn the outcome; a new request needs a new id."
+        ),
+    ),
+]
+Currency = Annotated[
+    str,
+    Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 currency code; Interlace cards are USD only"),
+]
+CardId = Annotated[
+    str,
+    Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]{1,64}$", description="The card's id (from issue_card or list_cards)"),
+]
+DryRun = Annotated[
+    StrictBool,
+    Field(description="true: only report what policy would decide and what would happen; changes nothing"),
+]
+Reveal = Annotated[
+    StrictBool,
+    Field(description="true: include the full card number and CVV, only if this agent's policy allows reveal"),
+]
+Label = Annotated[str, Field(min_length=1, max_length=50, description="A short name for the card (max 50 chars)")]
+Memo = Annotated[str, Field(min_length=1, max_length=140, description="A note stored with the transfer (max 140 chars)")]
+Merchant = Annotated[str, Field(min_length=1, max_length=100, description="Merchant name for the simulated purchase")]
+PayeeName = Annotated[
+    str,
+    Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]{1,64}$", description="A payee name from list_payees"),
+]
+PageSize = Annotated[int, Field(ge=1, le=100, description="How many transactions per page (1-100)")]
+Page = Annotated[int, Field(ge=1, le=10_000, description="Page number, from 1")]
+CardStatus = Literal["ACTIVE", "FROZEN", "PENDING", "INACTIVE", "CONTROL"]

@@ -1,0 +1,170 @@
+"""The tool registry: one ToolSpec per tool (name, toolset, title, all four annotations).
+
+``--read-only`` and ``--toolsets`` decide which tools are registered at all; read-only is derived from
+the annotation, not a second list. Every tool is wrapped once here: policy ``tools`` allow-list, the
+per-agent rate limit, and refusals returned as ``[code] ...`` error results. Unknown arguments are
+rejected (``additionalProperties: false``) instead of being silently dropped.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mcp.server.mcpserver.tools import Tool
+from mcp.types import ToolAnnotations
+from pydantic import ConfigDict
+
+from interlace_mcp.policy import tool_violation
+from interlace_mcp.tools import account, cards, spend, transfers
+from interlace_mcp.tools._errors import Refusal, returns_refusals
+from interlace_mcp.tools._runtime import runtime_of
+
+__all__ = ["SPECS", "TOOLSETS", "ToolSpec", "build_tool", "select_tools", "validation_errors"]
+
+TOOLSETS = ("cards", "transfers", "account", "spend")
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    toolset: str
+    title: str
+    fn: Callable[..., Awaitable[Any]]
+    annotations: ToolAnnotations
+    #: Moves money (request_id, policy, ledger).
+    money: bool = False
+    #: Registered only when no real money can move.
+    sandbox_only: bool = False
+
+    @property
+    def read_only(self) -> bool:
+        return bool(self.annotations.read_only_hint)
+
+
+def _ann(*, read_only: bool, destructive: bool, idempotent: bool, open_world: bool) -> ToolAnnotations:
+    return ToolAnnotations(
+        read_only_hint=read_only, destructive_hint=destructive, idempotent_hint=idempotent, open_world_hint=open_world
+    )
+
+
+# Money tools are idempotent by request_id; open-world because they act on Interlace.
+SPECS: tuple[ToolSpec, ...] = (
+    ToolSpec("issue_card", "cards", "Issue an agent card", cards.issue_card,
+             _ann(read_only=False, destructive=False, idempotent=True, open_world=True), money=True),
+    ToolSpec("top_up_card", "cards", "Top up a card", cards.top_up_card,
+             _ann(read_only=False, destructive=False, idempotent=True, open_world=True), money=True),
+    ToolSpec("get_card", "cards", "Get a card", cards.get_card,
+             _ann(read_only=True, destructive=False, idempotent=True, open_world=True)),
+    ToolSpec("list_cards", "cards", "List my cards", cards.list_cards,
+             _ann(read_only=True, destructive=False, idempotent=True, open_world=True)),
+    ToolSpec("get_card_transactions", "cards", "Card transactions", cards.get_card_transactions,
+             _ann(read_only=True, destructive=False, idempotent=True, open_world=True)),
+    ToolSpec("freeze_card", "cards", "Freeze a card", cards.freeze_card,
+             _ann(read_only=False, destructive=False, idempotent=True, open_world=True)),
+    ToolSpec("unfreeze_card", "cards", "Unfreeze a card", cards.unfreeze_card,
+             _ann(read_only=False, destructive=False, idempotent=True, open_world=True)),
+    # Irreversible: the card is deleted.
+    ToolSpec("close_card", "cards", "Close a card", cards.close_card,
+             _ann(read_only=False, destructive=True, idempotent=True, open_world=True), money=True),
+    ToolSpec("withdraw_from_card", "cards", "Withdraw from a card", cards.withdraw_from_card,
+             _ann(read_only=False, destructive=False, idempotent=True, open_world=True), money=True),
+    # Irreversible: money leaves to a third party.
+    ToolSpec("create_transfer", "transfers", "Transfer to a payee", transfers.create_transfer,
+             _ann(read_only=False, destructive=True, idempotent=True, open_world=True), money=True),
+    ToolSpec("list_payees", "transfers", "List payees", transfers.list_payees,
+             _ann(read_only=True, destructive=False, idempotent=True, open_world=False)),
+    ToolSpec("get_balance", "account", "Infinity balance", account.get_balance,
+             _ann(read_only=True, destructive=False, idempotent=True, open_world=True)),
+    ToolSpec("get_request_status", "account", "Request status", account.get_request_status,
+             _ann(read_only=True, destructive=False, idempotent=True, open_world=False)),
+    ToolSpec("get_spend_status", "spend", "Spend status", spend.get_spend_status,
+             _ann(read_only=True, destructive=False, idempotent=True, open_world=False)),
+    # Each call is a new authorization, so not idempotent.
+    ToolSpec("simulate_purchase", "cards", "Simulate a purchase (sandbox)", cards.simulate_purchase,
+             _ann(read_only=False, destructive=False, idempotent=False, open_world=True), sandbox_only=True),
+)  # fmt: skip
+
+
+def select_tools(*, read_only: bool, toolsets: list[str] | None, sandbox: bool) -> list[ToolSpec]:
+    """The tools to register. Unknown toolset names fail at startup; read-only beats a toolset."""
+    if toolsets is not None:
+        unknown = sorted(set(toolsets) - set(TOOLSETS))
+        if unknown:
+            raise ValueError(f"INTERLACE_TOOLSETS: unknown toolset(s) {', '.join(unknown)}; known: {', '.join(TOOLSETS)}")
+    chosen = []
+    for spec in SPECS:
+        if toolsets is not None and spec.toolset not in toolsets:
+            continue
+        if read_only and not spec.read_only:
+            continue
+        if spec.sandbox_only and not sandbox:
+            continue
+        chosen.append(spec)
+    return chosen
+
+
+def _guard(spec: ToolSpec) -> Callable[..., Awaitable[Any]]:
+    """Policy allow-list and refusal handling around one tool function (signature preserved)."""
+    inner = returns_refusals(spec.fn)
+
+    @functools.wraps(spec.fn)
+    async def guarded(*args: Any, **kwargs: Any) -> Any:
+        ctx = kwargs.get("ctx")
+        if ctx is not None:
+            rt = runtime_of(ctx)
+            agent = rt.agent_of(ctx)
+            violation = tool_violation(rt.policies.for_agent(agent), spec.name)
+            if violation is not None:
+                return Refusal([violation]).result()
+            limited = rt.rate_limiter.check(agent)
+            if limited is not None:
+                return Refusal.one(
+                    "rate_limited",
+                    f"agent {agent!r} made more than {rt.settings.rate_limit_per_minute} tool calls in a minute;"
+                    f" retry in {limited:.0f} s",
+                    retry_after_seconds=round(limited, 1),
+                ).result()
+        return await inner(*args, **kwargs)
+
+    return guarded
+
+
+def build_tool(spec: ToolSpec) -> Tool:
+    """An SDK Tool whose argument model forbids unknown arguments (advertised as additionalProperties: false)."""
+    tool = Tool.from_function(
+        _guard(spec), name=spec.name, title=spec.title, annotations=spec.annotations, structured_output=True
+    )
+    base = tool.fn_metadata.arg_model
+    strict = type(base.__name__, (base,), {"model_config": ConfigDict(extra="forbid")})
+    tool.fn_metadata.arg_model = strict
+    tool.parameters = strict.model_json_schema(by_alias=True)
+    return tool
+
+
+async def validation_errors(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Rewrite the SDK's argument-validation errors as ``[validation_error] field: reason`` (no pydantic noise)."""
+    result = await call_next(ctx)
+    if ctx.method != "tools/call" or not isinstance(result, dict) or not result.get("isError"):
+        return result
+    content = result.get("content") or []
+    if not content or not isinstance(content[0], dict) or not isinstance(content[0].get("text"), str):
+        return result
+    text: str = content[0]["text"]
+    name = (ctx.params or {}).get("name", "")
+    prefix = f"Error executing tool {name}: "
+    if not text.startswith(prefix):
+        return result
+    body = text[len(prefix) :]
+    first, _, rest = body.partition("\n")
+    if " validation error" not in first:
+        return result
+    lines = [line.strip() for line in rest.splitlines() if line.strip() and not line.strip().startswith("For further")]
+    problems = []
+    for field, detail in zip(lines[0::2], lines[1::2], strict=False):
+        detail = detail.split(" [type=", 1)[0].removeprefix("Value error, ")
+        problems.append(f"{field}: {detail}")
+    message = "[validation_error] " + "; ".join(problems) + "; nothing was changed"
+    return {**result, "content": [{"type": "text", "text": message}], "structuredContent": {"code": "validation_error"}}

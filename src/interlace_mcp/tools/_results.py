@@ -1,0 +1,161 @@
+"""Typed tool results (DESIGN section 6 "Results"): field names are fixed; amounts are 2-place strings."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "BalanceResult",
+    "CardLimit",
+    "CardList",
+    "CardResult",
+    "MoneyMovement",
+    "PayeeInfo",
+    "PayeeList",
+    "PendingApproval",
+    "PurchaseResult",
+    "RequestStatus",
+    "SpendStatus",
+    "SpendWindow",
+    "TransactionInfo",
+    "TransactionList",
+]
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sandbox: bool = Field(description="true when no real money moves (the emulator or Interlace's sandbox)")
+
+
+class CardLimit(BaseModel):
+    window: str = Field(description="Interlace velocity window: DAY, WEEK, MONTH, LIFETIME, TRANSACTION, ...")
+    amount: str
+    currency: str
+
+
+class CardResult(_Result):
+    card_id: str
+    card_status: str = Field(description="Interlace's status: ACTIVE, FROZEN, PENDING, ..., DELETED after close")
+    last_four: str | None
+    expiry: str | None = Field(default=None, description='"MM/YY" where known (on an allowed reveal)')
+    balance: str | None = Field(default=None, description="available balance on the card")
+    currency: str
+    label: str | None = None
+    limits: list[CardLimit] = Field(default_factory=list)
+    frozen_by: str | None = Field(default=None, description="who froze it: agent, operator or reconciliation")
+    card_number: str | None = Field(default=None, description="full number: only in an allowed reveal")
+    cvv: str | None = Field(default=None, description="only in an allowed reveal")
+
+
+class CardList(_Result):
+    cards: list[CardResult]
+
+
+class MoneyMovement(_Result):
+    status: Literal["completed", "pending_approval", "in_progress", "dry_run"]
+    amount: str | None = Field(description="the amount moved (for close_card: what was unloaded)")
+    currency: str
+    request_id: str
+    transaction_id: str | None = None
+    card: CardResult | None = None
+    payee: str | None = None
+    approval_id: str | None = None
+    expires_at: str | None = None
+    replayed: bool = False
+    decision: Literal["allow", "deny", "needs_approval"] | None = None
+    reasons: list[str] | None = None
+    message: str | None = Field(default=None, description="what happened or what to do next, in words")
+    warnings: list[str] | None = None
+
+
+class TransactionInfo(BaseModel):
+    transaction_id: str
+    type: str = Field(description="authorization, transfer_in, transfer_out, fee, declined_fee, ...")
+    status: str = Field(description="PENDING (authorized), CLOSED (settled/final) or FAIL (declined)")
+    approved: bool
+    decline_reason: str | None = None
+    amount: str
+    fee: str | None = None
+    currency: str
+    merchant: str | None = None
+    mcc: str | None = None
+    created_at: str | None = None
+    client_transaction_id: str | None = None
+
+
+class TransactionList(_Result):
+    card_id: str
+    page: int
+    limit: int
+    total: int
+    transactions: list[TransactionInfo]
+
+
+class PayeeInfo(BaseModel):
+    name: str
+    currency: str
+
+
+class PayeeList(_Result):
+    payees: list[PayeeInfo]
+
+
+class BalanceResult(_Result):
+    available: str
+    currency: str
+
+
+class SpendWindow(BaseModel):
+    window: Literal["transaction", "day", "week", "month", "lifetime"]
+    limit: str | None = Field(description="null = no limit")
+    spent: str
+    reserved: str
+    remaining: str | None
+    resets_at: str | None
+
+
+class PendingApproval(BaseModel):
+    approval_id: str
+    tool: str
+    request_id: str
+    amount: str
+    currency: str
+    summary: str
+    status: str
+    expires_at: str | None
+
+
+class SpendStatus(_Result):
+    agent: str
+    currency: str
+    frozen: bool
+    windows: list[SpendWindow]
+    max_active_cards: int | None
+    active_cards: int
+    approval_above: str | None
+    pending_approvals: list[PendingApproval]
+
+
+class RequestStatus(_Result):
+    request_id: str
+    tool: str
+    status: Literal["completed", "pending_approval", "in_progress", "refused", "expired", "denied"]
+    amount: str | None
+    currency: str
+    approval_id: str | None = None
+    expires_at: str | None = None
+    result: MoneyMovement | None = None
+    message: str | None = None
+
+
+class PurchaseResult(_Result):
+    card_id: str
+    approved: bool
+    decline_reason: str | None
+    amount: str
+    currency: str
+    merchant: str | None
+    transaction_id: str
+    card_balance: str | None

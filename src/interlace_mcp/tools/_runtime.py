@@ -1,0 +1,154 @@
+"""What every tool call needs: settings, the Interlace client, the ledger, the current policy, the caller."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.mcpserver import Context
+
+from interlace_mcp.client import InterlaceClient
+from interlace_mcp.config import Settings, Upstream
+from interlace_mcp.policy import (
+    AgentPolicy,
+    Ledger,
+    Payee,
+    Policy,
+    PolicyError,
+    RequestRecord,
+    builtin_policy,
+    load_policy,
+)
+from interlace_mcp.policy._policy import SANDBOX_PAYEE, file_stamp
+
+__all__ = ["PolicyStore", "RateLimiter", "Runtime", "runtime_of"]
+
+logger = logging.getLogger("interlace_mcp.tools")
+
+
+class PolicyStore:
+    """The current policy; re-read when the file changes. A broken edit fails closed (money tools refuse)."""
+
+    def __init__(self, path: Path | None, *, emulator: bool, sandbox_payee: Payee | None) -> None:
+        self.path = path
+        self._emulator = emulator
+        self._extra = {SANDBOX_PAYEE: sandbox_payee} if (emulator and sandbox_payee) else {}
+        self._lock = threading.Lock()
+        self.error: PolicyError | None = None
+        self._policy = self._load()  # a broken file at startup raises: startup stops with file/key/reason
+
+    def _load(self) -> Policy:
+        if self.path is None:
+            return builtin_policy(sandbox=self._emulator, sandbox_payee=self._extra.get(SANDBOX_PAYEE))
+        return load_policy(self.path, extra_payees=self._extra)
+
+    def current(self) -> Policy:
+        if self.path is None:
+            return self._policy
+        stamp = file_stamp(self.path)
+        if stamp == self._policy.stamp and self.error is None:
+            return self._policy
+        with self._lock:
+            if stamp != self._policy.stamp or self.error is not None:
+                try:
+                    self._policy = self._load()
+                    if self.error is not None:
+                        logger.warning("policy file %s is valid again; reloaded", self.path)
+                    else:
+                        logger.info("policy file %s changed; reloaded", self.path)
+                    self.error = None
+                except PolicyError as exc:
+                    if self.error is None or str(self.error) != str(exc):
+                        logger.error("policy file edit rejected, money tools refuse until fixed: %s", exc)
+                    self.error = exc
+        return self._policy
+
+    def for_agent(self, agent: str) -> AgentPolicy:
+        return self.current().for_agent(agent)
+
+
+class RateLimiter:
+    """Per-agent token bucket: ``per_minute`` calls a minute, refilling continuously."""
+
+    def __init__(self, per_minute: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, agent: str) -> float | None:
+        """Take one token; None when allowed, else the seconds until one is available."""
+        rate = self.per_minute / 60.0
+        with self._lock:
+            now = self._clock()
+            tokens, last = self._buckets.get(agent, (float(self.per_minute), now))
+            tokens = min(float(self.per_minute), tokens + (now - last) * rate)
+            if tokens >= 1.0:
+                self._buckets[agent] = (tokens - 1.0, now)
+                return None
+            self._buckets[agent] = (tokens, now)
+            return (1.0 - tokens) / rate
+
+
+@dataclass
+class Runtime:
+    """Per-server state. The client is opened by the server's lifespan (one httpx client per lifetime)."""
+
+    settings: Settings
+    upstream: Upstream
+    ledger: Ledger
+    policies: PolicyStore
+    rate_limiter: RateLimiter
+    client: InterlaceClient | None = None
+    account_id: str = ""
+    default_bin_id: str | None = None
+    default_cardholder_id: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sandbox(self) -> bool:
+        return self.upstream.sandbox
+
+    @property
+    def scope(self) -> str:
+        """Ledger scope: base URL + accountId, so sandbox spend never mixes with real spend."""
+        return f"{self.upstream.scope}#{self.account_id}"
+
+    @property
+    def api(self) -> InterlaceClient:
+        if self.client is None:
+            raise RuntimeError("the Interlace client is not open (server lifespan not running)")
+        return self.client
+
+    async def notify_approval(self, record: RequestRecord) -> None:
+        """POST a JSON notice for a new pending approval to INTERLACE_APPROVAL_NOTIFY_URL (best effort)."""
+        url = self.settings.approval_notify_url
+        if not url or record.approval is None:
+            return
+        notice = {"event": "approval.pending", **record.approval.as_dict()}
+        try:
+            async with httpx.AsyncClient(timeout=5.0) as http:
+                await http.post(url, json=notice)
+        except httpx.HTTPError as exc:
+            logger.warning("approval notice to INTERLACE_APPROVAL_NOTIFY_URL failed: %s", type(exc).__name__)
+
+    def agent_of(self, ctx: Context[Any, Any]) -> str:
+        """Who is calling: the verified bearer token's agent on HTTP, else INTERLACE_AGENT_ID. Never an argument."""
+        token = get_access_token()
+        if token is not None and token.client_id:
+            return token.client_id
+        return self.settings.agent_id
+
+
+def runtime_of(ctx: Context[Any, Any]) -> Runtime:
+    runtime = ctx.request_context.lifespan_context
+    if not isinstance(runtime, Runtime):
+        raise RuntimeError("server lifespan did not provide a Runtime")
+    return runtime

@@ -1,0 +1,92 @@
+"""Helpers several toolsets share: ownership checks, card results, currency checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from interlace_mcp.client import Card, CardDetails, CardSummary, NotFoundError
+from interlace_mcp.money import format_amount
+from interlace_mcp.policy import CardRecord
+from interlace_mcp.tools._errors import Refusal, not_found
+from interlace_mcp.tools._flow import in_thread
+from interlace_mcp.tools._results import CardLimit, CardResult
+from interlace_mcp.tools._runtime import Runtime
+from interlace_mcp.tools._sanitize import clean_text
+
+__all__ = ["card_result", "check_currency", "owned_card"]
+
+
+async def owned_card(rt: Runtime, agent: str, card_id: str) -> CardRecord:
+    """This agent's live card, or the same not_found refusal an unknown id gets."""
+    record = await in_thread(rt.ledger.owned_card, rt.scope, agent, card_id)
+    if record is None:
+        raise not_found("card", card_id)
+    return record
+
+
+def check_currency(currency: str, expected: str = "USD", *, what: str = "Interlace cards") -> None:
+    if currency != expected:
+        raise Refusal.one(
+            "validation_error",
+            f"currency {currency} is not supported here: {what} use {expected} only; nothing was changed",
+            field="currency",
+        )
+
+
+def card_result(
+    rt: Runtime,
+    card: Card,
+    *,
+    summary: CardSummary | None = None,
+    record: CardRecord | None = None,
+    details: CardDetails | None = None,
+    status: str | None = None,
+    balance: str | None = None,
+) -> CardResult:
+    """The card object of DESIGN section 6: masked unless ``details`` (an allowed reveal) is given."""
+    limits = [
+        CardLimit(
+            window=limit.type,
+            amount=format_amount(limit.value) if limit.value is not None else "none",
+            currency=limit.currency or card.currency or "USD",
+        )
+        for limit in card.transaction_limits
+        if limit.type != "NA"
+    ]
+    number: str | None = None
+    cvv: str | None = None
+    if details is not None:
+        number, cvv = details.reveal()
+    if balance is None and summary is not None:
+        balance = format_amount(summary.balance.available)
+    last_four = card.card_last_four
+    if last_four is not None and (len(last_four) != 4 or not last_four.isdigit()):
+        last_four = None  # never pass on more than four digits, whatever upstream sent
+    return CardResult(
+        card_id=card.id,
+        card_status=status or card.status or "UNKNOWN",
+        last_four=last_four,
+        expiry=details.expiry_date if details is not None else None,
+        balance=balance,
+        currency=card.currency or "USD",
+        label=clean_text(card.label or (record.label if record else None), 50) or None,
+        limits=limits,
+        frozen_by=record.frozen_by if record else None,
+        card_number=number,
+        cvv=cvv,
+        sandbox=rt.sandbox,
+    )
+
+
+async def fetch_card(rt: Runtime, card_id: str) -> tuple[Card, CardSummary]:
+    """Card and its summary from Interlace; an id Interlace no longer knows is not found."""
+    try:
+        card = await rt.api.get_card(card_id)
+        summary = await rt.api.get_card_summary(card_id)
+    except NotFoundError:
+        raise not_found("card", card_id) from None
+    return card, summary
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, dict) else {}

@@ -1,0 +1,68 @@
+"""Account toolset: the Infinity account balance, and where one of this agent's requests stands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.server.mcpserver import Context
+
+from interlace_mcp.client import InterlaceError
+from interlace_mcp.money import format_amount
+from interlace_mcp.tools._errors import not_found, refusal_from_upstream
+from interlace_mcp.tools._flow import in_thread
+from interlace_mcp.tools._params import RequestId
+from interlace_mcp.tools._results import BalanceResult, MoneyMovement, RequestStatus
+from interlace_mcp.tools._runtime import runtime_of
+
+__all__ = ["get_balance", "get_request_status"]
+
+
+async def get_balance(ctx: Context[Any, Any]) -> BalanceResult:
+    """Show the Infinity account's available balance (what cards and transfers are paid from)."""
+    rt = runtime_of(ctx)
+    try:
+        balance = await rt.api.infinity_balance()
+    except InterlaceError as exc:
+        raise refusal_from_upstream(exc, what="reading the balance") from None
+    return BalanceResult(available=format_amount(balance.available), currency=balance.currency or "USD", sandbox=rt.sandbox)
+
+
+async def get_request_status(request_id: RequestId, ctx: Context[Any, Any]) -> RequestStatus:
+    """Show where one of this agent's money requests stands: completed, pending approval, in progress, refused."""
+    rt = runtime_of(ctx)
+    records = await in_thread(rt.ledger.find_requests, rt.scope, rt.agent_of(ctx), request_id)
+    if not records:
+        raise not_found("request", request_id)
+    record = records[0]
+    approval = record.approval
+    result = None
+    message = None
+    status: str
+    if record.status == "completed":
+        status = "completed"
+        result = MoneyMovement.model_validate({**(record.result or {}), "replayed": True})
+    elif record.status == "pending_approval":
+        status = "pending_approval"
+        if approval is not None and approval.status == "approved":
+            message = "approved: call the same tool again with the same request_id to execute it"
+        else:
+            message = "waiting for a human to approve or deny it"
+    elif record.status == "refused":
+        code = str((record.result or {}).get("code", ""))
+        status = {"approval_denied": "denied", "approval_expired": "expired"}.get(code, "refused")
+        message = str((record.result or {}).get("message", ""))
+    else:
+        status = "in_progress"
+        message = "Interlace has not confirmed the outcome yet; call the same tool again with the same request_id"
+    return RequestStatus(
+        request_id=request_id,
+        tool=record.key.tool,
+        status=status,  # type: ignore[arg-type]
+        amount=format_amount(record.amount) if record.amount > 0 else (result.amount if result else None),
+        currency=record.currency,
+        approval_id=record.approval_id,
+        expires_at=approval.expires_at_iso if approval and status == "pending_approval" else None,
+        result=result,
+        message=message,
+        sandbox=rt.sandbox,
+    )
