@@ -1,0 +1,360 @@
+"""The ``interlace-mcp`` command (DESIGN section 4). Settings precedence: flags > env > .env > defaults.
+
+stdout is the MCP wire for ``serve`` on stdio: everything this module prints for other commands goes
+to stdout on purpose (tables, JSON), and logs always go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx
+from pydantic import ValidationError
+
+from interlace_mcp import __version__
+from interlace_mcp._logging import configure_logging
+from interlace_mcp.client import InterlaceClient, InterlaceError
+from interlace_mcp.config import ConfigError, Settings
+from interlace_mcp.money import AmountError, format_amount, parse_amount
+from interlace_mcp.policy import PolicyError
+from interlace_mcp.sandbox import create_sandbox_app, run_sandbox
+from interlace_mcp.server import build_runtime, build_server, sandbox_state_path
+from interlace_mcp.server._build import start
+from interlace_mcp.tools._registry import select_tools
+from interlace_mcp.tools._runtime import Runtime
+
+__all__ = ["main"]
+
+logger = logging.getLogger("interlace_mcp.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="interlace-mcp",
+        description="MCP server that lets AI agents spend money safely through Interlace.",
+    )
+    p.add_argument("--version", action="version", version=f"interlace-mcp {__version__}")
+    sub = p.add_subparsers(dest="command")
+
+    serve = sub.add_parser("serve", help="run the MCP server (default: stdio)")
+    serve.add_argument("--transport", choices=["stdio", "sse", "http"], default="stdio")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--auth", choices=["token", "jwt", "none"], default=None)
+    serve.add_argument("--read-only", action="store_true", default=None, help="register only read-only tools")
+    serve.add_argument("--toolsets", default=None, help="comma list of toolsets: cards,transfers,account,spend")
+
+    sandbox = sub.add_parser("sandbox", help="run the Interlace emulator alone on a port")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8766)
+    sandbox.add_argument("--reset", action="store_true", help="wipe the emulator state first")
+    sandbox_sub = sandbox.add_subparsers(dest="sandbox_command")
+    purchase = sandbox_sub.add_parser("simulate-purchase", help="make a sandbox card spend at a merchant")
+    purchase.add_argument("--card", required=True, help="card id")
+    purchase.add_argument("--amount", required=True, help='amount, e.g. "12.50"')
+    purchase.add_argument("--merchant", default=None)
+    purchase.add_argument("--mcc", default=None)
+
+    sub.add_parser("check", help="validate settings and policy; print resolved values and tools per agent")
+    sub.add_parser("doctor", help="check the configured Interlace: auth, account, balance, BINs, cardholders")
+
+    approvals = sub.add_parser("approvals", help="the human side of approvals")
+    approvals_sub = approvals.add_subparsers(dest="approvals_command", required=True)
+    approvals_sub.add_parser("list", help="pending approvals").add_argument("--all", action="store_true")
+    for verb in ("approve", "deny"):
+        cmd = approvals_sub.add_parser(verb)
+        cmd.add_argument("id")
+        cmd.add_argument("--reason", default=None)
+        cmd.add_argument("--by", default=None, help="operator name recorded with the decision (default: $USER)")
+
+    spend = sub.add_parser("spend", help="per-agent spend vs limits, per window")
+    spend.add_argument("--agent", default=None)
+    spend.add_argument("--json", action="store_true")
+
+    agents = sub.add_parser("agents", help="agent kill switch")
+    agents_sub = agents.add_subparsers(dest="agents_command", required=True)
+    for verb in ("freeze", "unfreeze"):
+        cmd = agents_sub.add_parser(verb)
+        cmd.add_argument("name")
+        cmd.add_argument("--reason", default=None)
+        cmd.add_argument("--by", default=None)
+    return p
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "read_only", None):
+        overrides["read_only"] = True
+    if getattr(args, "toolsets", None):
+        overrides["toolsets"] = args.toolsets
+    return Settings(**overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command = args.command or "serve"
+    if args.command is None:
+        args = _parser().parse_args(["serve", *(argv or [])])
+    try:
+        settings = _settings(args)
+    except ValidationError as exc:
+        print(f"interlace-mcp: invalid setting: {exc}", file=sys.stderr)
+        return 2
+    secret = settings.client_secret.get_secret_value() if settings.client_secret else ""
+    configure_logging(settings.log_level, settings.log_format, secrets=[secret])
+    try:
+        if command == "serve":
+            return _serve(args, settings)
+        if command == "sandbox":
+            return _sandbox(args, settings)
+        if command == "check":
+            return _check(settings)
+        if command == "doctor":
+            return anyio.run(_doctor, settings)
+        if command == "approvals":
+            return _approvals(args, settings)
+        if command == "spend":
+            return anyio.run(_spend, args, settings)
+        if command == "agents":
+            return anyio.run(_agents, args, settings)
+    except (ConfigError, PolicyError) as exc:
+        print(f"interlace-mcp: {exc}", file=sys.stderr)
+        return 2
+    print(f"interlace-mcp: unknown command {command}", file=sys.stderr)
+    return 2
+
+
+# ---- serve ---------------------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    if args.transport != "stdio":
+        print(
+            f"interlace-mcp: --transport {args.transport} is not available in this version yet; use stdio",
+            file=sys.stderr,
+        )
+        return 2
+    server = build_server(settings)
+    upstream = server.interlace_runtime.upstream  # type: ignore[attr-defined]
+    if upstream.embedded:
+        print(
+            "interlace-mcp: embedded sandbox: no real money (set INTERLACE_CLIENT_ID/SECRET for Interlace); "
+            f"agent {settings.agent_id!r}, state in {settings.resolved_state_dir()}",
+            file=sys.stderr,
+        )
+    server.run("stdio")
+    return 0
+
+
+# ---- sandbox -------------------------------------------------------------------------------------
+
+
+def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
+    if args.sandbox_command == "simulate-purchase":
+        return anyio.run(_simulate_purchase, args, settings)
+    run_sandbox(args.host, args.port, state_path=sandbox_state_path(settings), reset=args.reset)
+    return 0
+
+
+async def _simulate_purchase(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        amount = parse_amount(args.amount)
+    except AmountError as exc:
+        print(f"interlace-mcp: --amount: {exc}", file=sys.stderr)
+        return 2
+    async with _client(settings) as (client, _):
+        try:
+            txn = await client.simulate_authorization(
+                card_id=args.card, amount=amount, merchant_name=args.merchant, mcc=args.mcc
+            )
+        except InterlaceError as exc:
+            print(f"interlace-mcp: simulate-purchase failed: {exc}", file=sys.stderr)
+            return 1
+    verdict = "approved" if txn.status != "FAIL" else f"declined: {txn.remark}"
+    print(f"{format_amount(amount)} USD at {args.merchant or 'a merchant'} on card {args.card}: {verdict} (transaction {txn.id})")
+    return 0
+
+
+@asynccontextmanager
+async def _client(settings: Settings) -> AsyncIterator[tuple[InterlaceClient, Runtime]]:
+    """An Interlace client for one CLI command (on the embedded emulator: its saved state)."""
+    runtime = build_runtime(settings)
+    upstream = runtime.upstream
+    transport = None
+    if upstream.embedded:
+        transport = httpx.ASGITransport(app=create_sandbox_app(state_path=sandbox_state_path(settings)))
+    async with InterlaceClient(
+        base_url=upstream.base_url,
+        client_id=upstream.client_id,
+        client_secret=upstream.client_secret,
+        account_id=runtime.account_id or None,
+        transport=transport,
+        timeout=settings.http_timeout_seconds,
+        max_retries=settings.max_retries,
+    ) as client:
+        runtime.client = client
+        yield client, runtime
+
+
+# ---- check / doctor ------------------------------------------------------------------------------
+
+
+def _check(settings: Settings) -> int:
+    runtime = build_runtime(settings)
+    upstream = runtime.upstream
+    policy = runtime.policies.current()
+    print("settings:")
+    for name, value in sorted(settings.model_dump().items()):
+        if name in ("client_secret", "webhook_secret", "request_state_key"):
+            value = "***" if value else None
+        print(f"  INTERLACE_{name.upper()} = {value}")
+    print(f"upstream: {'embedded sandbox (no real money)' if upstream.embedded else upstream.base_url}"
+          f"{' [sandbox]' if upstream.sandbox else ' [PRODUCTION: real money]'}")
+    print(f"database: {settings.resolved_database_url()}")
+    print(f"policy: {policy.source}")
+    tools = select_tools(read_only=settings.read_only, toolsets=settings.toolset_names(), sandbox=upstream.sandbox)
+    agents = sorted({settings.agent_id, *policy.agents})
+    for agent in agents:
+        effective = policy.for_agent(agent)
+        allowed = [t.name for t in tools if effective.allows_tool(t.name)]
+        print(f"agent {agent}:")
+        for key, value in effective.describe().items():
+            if key != "agent":
+                print(f"  {key} = {json.dumps(value)}")
+        print(f"  enabled tools = {', '.join(allowed) or '(none)'}")
+    if policy.payees:
+        print("payees: " + ", ".join(f"{p.name} ({p.currency})" for p in policy.payees.values()))
+    print("ok")
+    return 0
+
+
+async def _doctor(settings: Settings) -> int:
+    ok = True
+    async with _client(settings) as (client, runtime):
+        print(f"upstream: {runtime.upstream.base_url}{' (embedded sandbox)' if runtime.upstream.embedded else ''}")
+        try:
+            account = await client.ensure_account_id()
+            print(f"auth: ok; accountId {account}  -> INTERLACE_ACCOUNT_ID")
+            balance = await client.infinity_balance()
+            print(f"Infinity balance {balance.id}: {format_amount(balance.available)} {balance.currency}")
+            bins = await client.list_bins()
+            for b in bins:
+                kind = "prepaid" if b.type == 1 else "budget" if b.type == 0 else f"type {b.type}"
+                print(f"BIN {b.id} ({b.bin}, {kind}){'  -> INTERLACE_BIN_ID' if b.type == 1 else ''}")
+            holders = await client.list_cardholders()
+            for h in holders:
+                print(f"cardholder {h.id} ({h.status}){'  -> INTERLACE_CARDHOLDER_ID' if h.status == 'ACTIVE' else ''}")
+            if not any(b.type == 1 for b in bins):
+                ok = False
+                print("problem: no prepaid BIN (type 1): agent cards cannot be issued")
+        except InterlaceError as exc:
+            ok = False
+            print(f"problem: {exc}")
+    return 0 if ok else 1
+
+
+# ---- approvals / spend / agents ------------------------------------------------------------------
+
+
+def _operator(name: str | None) -> str:
+    import getpass  # noqa: PLC0415  (only the CLI needs it)
+
+    return name or getpass.getuser() or "operator"
+
+
+def _approvals(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = build_runtime(settings)
+    ledger = runtime.ledger
+    if args.approvals_command == "list":
+        items = ledger.list_approvals(status=None if args.all else "pending")
+        if not items:
+            print("no pending approvals" if not args.all else "no approvals")
+        for a in items:
+            print(
+                f"{a.id}  {a.status:<8} {a.agent:<16} {a.tool:<16} {format_amount(a.amount):>10} {a.currency}"
+                f"  expires {a.expires_at_iso}  {a.summary}"
+            )
+        return 0
+    approve = args.approvals_command == "approve"
+    try:
+        decided = ledger.decide(
+            args.id,
+            approve=approve,
+            by=_operator(args.by),
+            reason=args.reason,
+            ttl=float(settings.approval_ttl_seconds),
+        )
+    except (KeyError, ValueError) as exc:
+        print(f"interlace-mcp: {exc.args[0]}", file=sys.stderr)
+        return 1
+    verb = "approved" if approve else "denied"
+    print(
+        f"{decided.id} {verb}: {decided.agent} {decided.tool} {format_amount(decided.amount)} {decided.currency}"
+        + (f"; the agent executes it by retrying request_id {decided.request_id!r} before {decided.expires_at_iso}" if approve else "; reservation released")
+    )
+    return 0
+
+
+async def _spend(args: argparse.Namespace, settings: Settings) -> int:
+    async with _client(settings) as (_, runtime):
+        await start(runtime)
+        policy = runtime.policies.current()
+        agents = [args.agent] if args.agent else sorted({*runtime.ledger.known_agents(), *policy.agents, settings.agent_id})
+        report: dict[str, Any] = {}
+        for agent in agents:
+            effective = policy.for_agent(agent)
+            windows = runtime.ledger.window_status(runtime.scope, agent, effective)
+            report[agent] = {
+                "currency": effective.currency,
+                "frozen": runtime.ledger.agent_frozen(agent) is not None,
+                "windows": [w.as_dict() for w in windows],
+            }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for agent, info in report.items():
+        print(f"agent {agent} ({info['currency']}){'  [FROZEN]' if info['frozen'] else ''}")
+        print(f"  {'window':<12}{'limit':>12}{'spent':>12}{'reserved':>12}{'remaining':>12}  resets")
+        for w in info["windows"]:
+            print(
+                f"  {w['window']:<12}{w['limit'] or 'none':>12}{w['spent']:>12}{w['reserved']:>12}"
+                f"{w['remaining'] or '-':>12}  {w['resets_at'] or '-'}"
+            )
+    return 0
+
+
+async def _agents(args: argparse.Namespace, settings: Settings) -> int:
+    freeze = args.agents_command == "freeze"
+    by = _operator(args.by)
+    async with _client(settings) as (client, runtime):
+        await start(runtime)
+        ledger = runtime.ledger
+        if freeze:
+            # Block money tools first, then freeze every card upstream.
+            ledger.set_agent_frozen(args.name, True, by=by, reason=args.reason)
+        failures = 0
+        cards = ledger.agent_cards(runtime.scope, args.name)
+        for card in cards:
+            try:
+                if freeze:
+                    await client.freeze_card(card.card_id)
+                    ledger.set_card_frozen_by(runtime.scope, card.card_id, "operator")
+                elif card.frozen_by == "operator":
+                    await client.unfreeze_card(card.card_id)
+                    ledger.set_card_frozen_by(runtime.scope, card.card_id, None)
+            except InterlaceError as exc:
+                failures += 1
+                print(f"card {card.card_id}: {exc}", file=sys.stderr)
+        if not freeze:
+            ledger.set_agent_frozen(args.name, False, by=by, reason=args.reason)
+    action = "frozen" if freeze else "unfrozen"
+    print(f"agent {args.name} {action}: {len(cards) - failures} of {len(cards)} card(s) {action} at Interlace")
+    return 1 if failures else 0
+
