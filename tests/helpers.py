@@ -1,0 +1,63 @@
+"""Test helpers shared by the suites (importable as ``helpers``; pytest adds tests/ to sys.path)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mcp import Client
+from mcp.server import MCPServer
+from starlette.applications import Starlette
+
+from interlace_mcp.sandbox import SandboxState
+from interlace_mcp.tools._runtime import Runtime
+
+ServerFactory = Callable[..., MCPServer[Runtime]]
+
+
+class Clock:
+    """A settable wall clock (epoch seconds) shared by the ledger under test."""
+
+    def __init__(self, now: float = 1_795_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def sandbox_of(app: Starlette) -> SandboxState:
+    state = app.state.sandbox
+    assert isinstance(state, SandboxState)
+    return state
+
+
+def write_policy(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def runtime(server: MCPServer[Runtime]) -> Runtime:
+    rt = server.interlace_runtime  # type: ignore[attr-defined]
+    assert isinstance(rt, Runtime)
+    return rt
+
+
+async def call(c: Client, tool: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Call a tool that must succeed; return its structured content."""
+    result = await c.call_tool(tool, args)
+    assert not result.is_error, result.content[0].text  # type: ignore[union-attr]
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def refuse(c: Client, tool: str, args: dict[str, Any]) -> str:
+    """Call a tool that must fail; return the error text."""
+    result = await c.call_tool(tool, args)
+    assert result.is_error, result.structured_content
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert isinstance(text, str)
+    return text
