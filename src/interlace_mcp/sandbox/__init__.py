@@ -1,0 +1,45 @@
+"""A stateful emulator of the Interlace Open API v3 sandbox (docs/wire-contract.md)."""
+
+from ._app import SandboxConnectionDropped, create_sandbox_app
+from ._crypto import decrypt_card_field, encrypt_card_field
+from ._runner import run_sandbox, sandbox_banner
+from ._seeds import (
+    ACCOUNT_ID,
+    BUDGET_BIN_ID,
+    CARDHOLDER_ID,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    INFINITY_BALANCE_ID,
+    INITIAL_INFINITY_BALANCE,
+    PAYEE_ACCOUNT_ID,
+    PAYEE_BALANCE_ID,
+    PREPAID_BIN,
+    PREPAID_BIN_ID,
+    SEEDS,
+)
+from ._state import FaultRule, SandboxError, SandboxState, luhn_valid
+
+__all__ = [
+    "ACCOUNT_ID",
+    "BUDGET_BIN_ID",
+    "CARDHOLDER_ID",
+    "CLIENT_ID",
+    "CLIENT_SECRET",
+    "INFINITY_BALANCE_ID",
+    "INITIAL_INFINITY_BALANCE",
+    "PAYEE_ACCOUNT_ID",
+    "PAYEE_BALANCE_ID",
+    "PREPAID_BIN",
+    "PREPAID_BIN_ID",
+    "SEEDS",
+    "FaultRule",
+    "SandboxConnectionDropped",
+    "SandboxError",
+    "SandboxState",
+    "create_sandbox_app",
+    "decrypt_card_field",
+    "encrypt_card_field",
+    "luhn_valid",
+    "run_sandbox",
+    "sandbox_banner",
+]
