@@ -623,11 +623,12 @@ class Ledger:
                 (scope, card_id, agent, label, request_id, now),
             )
 
-    def owned_card(self, scope: str, agent: str, card_id: str) -> CardRecord | None:
-        """The card if this agent owns it and it is not deleted -- else None (same as unknown)."""
+    def owned_card(self, scope: str, agent: str, card_id: str, *, include_deleted: bool = False) -> CardRecord | None:
+        """The card if this agent owns it (and it is not deleted, unless asked) -- else None (same as unknown)."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT * FROM cards WHERE scope = ? AND card_id = ? AND agent = ? AND deleted_at IS NULL",
+                "SELECT * FROM cards WHERE scope = ? AND card_id = ? AND agent = ?"
+                + ("" if include_deleted else " AND deleted_at IS NULL"),
                 (scope, card_id, agent),
             ).fetchone()
         return _card(row) if row else None

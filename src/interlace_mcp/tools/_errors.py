@@ -22,6 +22,7 @@ from interlace_mcp.client import (
     InterlaceError,
     NotFoundError,
     PermissionDeniedError,
+    RateLimitError,
 )
 from interlace_mcp.policy import Refused, RequestConflict, Violation, refusal_text
 
@@ -83,6 +84,14 @@ def refusal_from_upstream(exc: InterlaceError, *, what: str) -> Refusal:
             "upstream_error",
             f"{what} failed: Interlace refused this server's credentials{code}; an operator must check"
             " INTERLACE_CLIENT_ID/SECRET (interlace-mcp doctor)",
+            upstream_code=exc.code,
+        )
+    if isinstance(exc, RateLimitError):
+        wait = f" for about {exc.retry_after:.0f} s" if exc.retry_after else ""
+        return Refusal.one(
+            "upstream_error",
+            f"{what}: Interlace is rate-limiting this server{wait}{code}; nothing moved. Retry later "
+            "(the same request_id is fine)",
             upstream_code=exc.code,
         )
     if exc.unknown_outcome:

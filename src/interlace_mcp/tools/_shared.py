@@ -6,7 +6,7 @@ from typing import Any
 
 from interlace_mcp.client import Card, CardDetails, CardSummary, NotFoundError
 from interlace_mcp.money import format_amount
-from interlace_mcp.policy import CardRecord
+from interlace_mcp.policy import CardRecord, RequestKey
 from interlace_mcp.tools._errors import Refusal, not_found
 from interlace_mcp.tools._flow import in_thread
 from interlace_mcp.tools._results import CardLimit, CardResult
@@ -16,11 +16,19 @@ from interlace_mcp.tools._sanitize import clean_text
 __all__ = ["card_result", "check_currency", "owned_card"]
 
 
-async def owned_card(rt: Runtime, agent: str, card_id: str) -> CardRecord:
-    """This agent's live card, or the same not_found refusal an unknown id gets."""
-    record = await in_thread(rt.ledger.owned_card, rt.scope, agent, card_id)
+async def owned_card(rt: Runtime, agent: str, card_id: str, *, request: tuple[str, str] | None = None) -> CardRecord:
+    """This agent's live card, or the same not_found refusal an unknown id gets.
+
+    With ``request=(tool, request_id)``, a card closed since is still accepted when that request is
+    already known, so a retry replays its stored outcome instead of "not found".
+    """
+    record = await in_thread(rt.ledger.owned_card, rt.scope, agent, card_id, include_deleted=request is not None)
     if record is None:
         raise not_found("card", card_id)
+    if record.deleted_at is not None and request is not None:
+        known = await in_thread(rt.ledger.get_request, RequestKey(rt.scope, agent, request[0], request[1]))
+        if known is None:
+            raise not_found("card", card_id)
     return record
 
 

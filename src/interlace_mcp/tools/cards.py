@@ -170,7 +170,7 @@ async def top_up_card(
     """
     check_currency(currency)
     rt = runtime_of(ctx)
-    record = await owned_card(rt, rt.agent_of(ctx), card_id)
+    record = await owned_card(rt, rt.agent_of(ctx), card_id, request=("top_up_card", request_id))
 
     async def execute(ex: Execution) -> Outcome:
         key = ex.step_key("transfer")
@@ -213,7 +213,7 @@ async def withdraw_from_card(
 ) -> MoneyMovement:
     """Unload part of a card's balance back to the Infinity account (never counted as spend)."""
     rt = runtime_of(ctx)
-    record = await owned_card(rt, rt.agent_of(ctx), card_id)
+    record = await owned_card(rt, rt.agent_of(ctx), card_id, request=("withdraw_from_card", request_id))
 
     async def execute(ex: Execution) -> Outcome:
         key = ex.step_key("transfer")
@@ -253,7 +253,7 @@ async def close_card(card_id: CardId, request_id: RequestId, ctx: Context[Any, A
     Irreversible. Retry with the same request_id to finish an interrupted close.
     """
     rt = runtime_of(ctx)
-    record = await owned_card(rt, rt.agent_of(ctx), card_id)
+    record = await owned_card(rt, rt.agent_of(ctx), card_id, request=("close_card", request_id))
 
     async def execute(ex: Execution) -> Outcome:
         progress = ex.progress
