@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Clock, ServerFactory, write_policy
 from mcp.server import MCPServer
 from starlette.applications import Starlette
 
+from helpers import Clock, ServerFactory, write_policy
 from interlace_mcp.config import Settings
 from interlace_mcp.policy import Ledger
 from interlace_mcp.sandbox import create_sandbox_app

@@ -178,7 +178,10 @@ async def _simulate_purchase(args: argparse.Namespace, settings: Settings) -> in
             print(f"interlace-mcp: simulate-purchase failed: {exc}", file=sys.stderr)
             return 1
     verdict = "approved" if txn.status != "FAIL" else f"declined: {txn.remark}"
-    print(f"{format_amount(amount)} USD at {args.merchant or 'a merchant'} on card {args.card}: {verdict} (transaction {txn.id})")
+    print(
+        f"{format_amount(amount)} USD at {args.merchant or 'a merchant'} on card {args.card}: {verdict}"
+        f" (transaction {txn.id})"
+    )
     return 0
 
 
@@ -215,8 +218,10 @@ def _check(settings: Settings) -> int:
         if name in ("client_secret", "webhook_secret", "request_state_key"):
             value = "***" if value else None
         print(f"  INTERLACE_{name.upper()} = {value}")
-    print(f"upstream: {'embedded sandbox (no real money)' if upstream.embedded else upstream.base_url}"
-          f"{' [sandbox]' if upstream.sandbox else ' [PRODUCTION: real money]'}")
+    print(
+        f"upstream: {'embedded sandbox (no real money)' if upstream.embedded else upstream.base_url}"
+        f"{' [sandbox]' if upstream.sandbox else ' [PRODUCTION: real money]'}"
+    )
     print(f"database: {settings.resolved_database_url()}")
     print(f"policy: {policy.source}")
     tools = select_tools(read_only=settings.read_only, toolsets=settings.toolset_names(), sandbox=upstream.sandbox)
@@ -264,7 +269,7 @@ async def _doctor(settings: Settings) -> int:
 
 
 def _operator(name: str | None) -> str:
-    import getpass  # noqa: PLC0415  (only the CLI needs it)
+    import getpass
 
     return name or getpass.getuser() or "operator"
 
@@ -297,7 +302,11 @@ def _approvals(args: argparse.Namespace, settings: Settings) -> int:
     verb = "approved" if approve else "denied"
     print(
         f"{decided.id} {verb}: {decided.agent} {decided.tool} {format_amount(decided.amount)} {decided.currency}"
-        + (f"; the agent executes it by retrying request_id {decided.request_id!r} before {decided.expires_at_iso}" if approve else "; reservation released")
+        + (
+            f"; the agent executes it by retrying request_id {decided.request_id!r} before {decided.expires_at_iso}"
+            if approve
+            else "; reservation released"
+        )
     )
     return 0
 
@@ -306,7 +315,9 @@ async def _spend(args: argparse.Namespace, settings: Settings) -> int:
     async with _client(settings) as (_, runtime):
         await start(runtime)
         policy = runtime.policies.current()
-        agents = [args.agent] if args.agent else sorted({*runtime.ledger.known_agents(), *policy.agents, settings.agent_id})
+        agents = (
+            [args.agent] if args.agent else sorted({*runtime.ledger.known_agents(), *policy.agents, settings.agent_id})
+        )
         report: dict[str, Any] = {}
         for agent in agents:
             effective = policy.for_agent(agent)
@@ -357,4 +368,3 @@ async def _agents(args: argparse.Namespace, settings: Settings) -> int:
     action = "frozen" if freeze else "unfrozen"
     print(f"agent {args.name} {action}: {len(cards) - failures} of {len(cards)} card(s) {action} at Interlace")
     return 1 if failures else 0
-

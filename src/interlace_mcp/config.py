@@ -137,7 +137,7 @@ class Upstream:
 def resolve_upstream(settings: Settings) -> Upstream:
     """Apply DESIGN section 5 "Which upstream"; raise ConfigError naming what is missing."""
     # Imported here to keep config importable without pulling the emulator's seeds at module load.
-    from interlace_mcp.sandbox import CLIENT_ID, CLIENT_SECRET  # noqa: PLC0415
+    from interlace_mcp.sandbox import CLIENT_ID, CLIENT_SECRET
 
     secret = settings.client_secret.get_secret_value() if settings.client_secret else None
     given = {

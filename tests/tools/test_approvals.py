@@ -6,8 +6,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from helpers import Clock, ServerFactory, call, refuse, runtime, sandbox_of
 from mcp import Client
+
+from helpers import Clock, ServerFactory, call, refuse, runtime, sandbox_of
 
 pytestmark = pytest.mark.anyio
 
@@ -21,7 +22,9 @@ def loads(sandbox_app: Any) -> list[dict[str, Any]]:
     return [m for m in sandbox_of(sandbox_app).snapshot()["movements"] if m["kind"] in ("card_issue", "transfer_in")]
 
 
-async def test_pending_then_approve_then_retry_executes_exactly_once(make_server: ServerFactory, sandbox_app: Any) -> None:
+async def test_pending_then_approve_then_retry_executes_exactly_once(
+    make_server: ServerFactory, sandbox_app: Any
+) -> None:
     """Above the threshold nothing moves, the amount stays reserved; after approval the retry moves it once."""
     server = make_server(policy=POLICY)
     rt = runtime(server)
@@ -34,7 +37,9 @@ async def test_pending_then_approve_then_retry_executes_exactly_once(make_server
         assert loads(sandbox_app) == []
         status = await call(c, "get_spend_status", {})
         day = next(w for w in status["windows"] if w["window"] == "day")
-        assert day["reserved"] == "30.00" and [p["approval_id"] for p in status["pending_approvals"]] == [pending["approval_id"]]
+        assert day["reserved"] == "30.00" and [p["approval_id"] for p in status["pending_approvals"]] == [
+            pending["approval_id"]
+        ]
         assert len(rt.ledger.list_approvals()) == 1
 
         rt.ledger.decide(pending["approval_id"], approve=True, by="alice")
@@ -49,7 +54,9 @@ async def test_pending_then_approve_then_retry_executes_exactly_once(make_server
     assert rt.ledger.reserved_total(rt.scope) == Decimal("0")
 
 
-async def test_denied_request_is_released_and_refused_with_the_reason(make_server: ServerFactory, sandbox_app: Any) -> None:
+async def test_denied_request_is_released_and_refused_with_the_reason(
+    make_server: ServerFactory, sandbox_app: Any
+) -> None:
     """A deny releases the reservation; the retry is refused naming who denied and why."""
     server = make_server(policy=POLICY)
     rt = runtime(server)

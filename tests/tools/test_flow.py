@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from interlace_mcp.sandbox import INFINITY_BALANCE_ID, PAYEE_BALANCE_ID, luhn_valid
 from helpers import ServerFactory, call, refuse, runtime, sandbox_of
+from interlace_mcp.sandbox import INFINITY_BALANCE_ID, PAYEE_BALANCE_ID, luhn_valid
 
 pytestmark = pytest.mark.anyio
 MODES = pytest.mark.parametrize("mode", ["auto", "legacy"])
@@ -19,8 +19,6 @@ DESIGN_TOOLS = {
     "unfreeze_card", "close_card", "withdraw_from_card", "create_transfer", "list_payees", "get_balance",
     "get_spend_status", "get_request_status", "simulate_purchase",
 }  # fmt: skip
-
-
 
 
 @MODES
@@ -166,7 +164,9 @@ async def test_refusal_names_the_rule_the_limit_and_what_remains(make_server: Se
         await call(c, "issue_card", {"amount": "15.00", "request_id": "a"})
         text = await refuse(c, "issue_card", {"amount": "6.00", "request_id": "b"})
         status = await call(c, "get_spend_status", {})
-    assert text.startswith("[daily_limit] daily limit 20.00 USD: 15.00 spent, 0.00 reserved, 6.00 requested, 5.00 remaining; resets ")
+    assert text.startswith(
+        "[daily_limit] daily limit 20.00 USD: 15.00 spent, 0.00 reserved, 6.00 requested, 5.00 remaining; resets "
+    )
     day = next(w for w in status["windows"] if w["window"] == "day")
     assert day == {**day, "limit": "20.00", "spent": "15.00", "reserved": "0.00", "remaining": "5.00"}
 

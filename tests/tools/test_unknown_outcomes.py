@@ -6,8 +6,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from helpers import ServerFactory, call, refuse, runtime, sandbox_of
 from mcp import Client
+
+from helpers import ServerFactory, call, refuse, runtime, sandbox_of
 
 pytestmark = pytest.mark.anyio
 
@@ -76,7 +77,9 @@ async def test_fault_then_retry_moves_money_exactly_once(
     assert upstream == spent  # ledger == upstream
 
 
-async def test_transient_fault_within_retries_completes_in_one_call(make_server: ServerFactory, sandbox_app: Any) -> None:
+async def test_transient_fault_within_retries_completes_in_one_call(
+    make_server: ServerFactory, sandbox_app: Any
+) -> None:
     """One 503 then success: the client's retry (same keys) completes the call; one movement."""
     sandbox = sandbox_of(sandbox_app)
     async with Client(make_server()) as c:

@@ -153,7 +153,7 @@ async def start(runtime: Runtime) -> None:
 
 async def _recover(runtime: Runtime) -> None:
     """Report requests whose upstream outcome is unknown (they are resolved on the agent's retry)."""
-    open_requests = [r for r in runtime.ledger.open_requests(runtime.scope)]
+    open_requests = runtime.ledger.open_requests(runtime.scope)
     if open_requests:
         logger.warning(
             "%d request(s) with an unconfirmed outcome hold reservations; each resolves when its agent retries "

@@ -78,7 +78,9 @@ def refusal_from_upstream(exc: InterlaceError, *, what: str) -> Refusal:
             upstream_code=exc.code,
         )
     if isinstance(exc, NotFoundError):
-        return Refusal.one("not_found", f"{what} failed: Interlace does not know that object{code}", upstream_code=exc.code)
+        return Refusal.one(
+            "not_found", f"{what} failed: Interlace does not know that object{code}", upstream_code=exc.code
+        )
     if isinstance(exc, AuthenticationError | PermissionDeniedError):
         return Refusal.one(
             "upstream_error",

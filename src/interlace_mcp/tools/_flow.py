@@ -295,7 +295,7 @@ async def _dry_run(
         currency=op.currency,
         request_id=op.request_id,
         payee=op.args.get("payee"),
-        decision=decision,  # type: ignore[arg-type]
+        decision=decision,
         reasons=reasons,
         message=message,
         sandbox=rt.sandbox,

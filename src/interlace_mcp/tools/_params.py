@@ -62,7 +62,12 @@ Currency = Annotated[
 ]
 CardId = Annotated[
     str,
-    Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]{1,64}$", description="The card's id (from issue_card or list_cards)"),
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9-]{1,64}$",
+        description="The card's id (from issue_card or list_cards)",
+    ),
 ]
 DryRun = Annotated[
     StrictBool,
@@ -73,7 +78,9 @@ Reveal = Annotated[
     Field(description="true: include the full card number and CVV, only if this agent's policy allows reveal"),
 ]
 Label = Annotated[str, Field(min_length=1, max_length=50, description="A short name for the card (max 50 chars)")]
-Memo = Annotated[str, Field(min_length=1, max_length=140, description="A note stored with the transfer (max 140 chars)")]
+Memo = Annotated[
+    str, Field(min_length=1, max_length=140, description="A note stored with the transfer (max 140 chars)")
+]
 Merchant = Annotated[str, Field(min_length=1, max_length=100, description="Merchant name for the simulated purchase")]
 PayeeName = Annotated[
     str,

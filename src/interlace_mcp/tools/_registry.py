@@ -11,11 +11,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import ToolAnnotations
-from pydantic import ConfigDict
+from pydantic import BaseModel, ConfigDict
 
 from interlace_mcp.policy import tool_violation
 from interlace_mcp.tools import account, cards, spend, transfers
@@ -93,7 +93,9 @@ def select_tools(*, read_only: bool, toolsets: list[str] | None, sandbox: bool) 
     if toolsets is not None:
         unknown = sorted(set(toolsets) - set(TOOLSETS))
         if unknown:
-            raise ValueError(f"INTERLACE_TOOLSETS: unknown toolset(s) {', '.join(unknown)}; known: {', '.join(TOOLSETS)}")
+            raise ValueError(
+                f"INTERLACE_TOOLSETS: unknown toolset(s) {', '.join(unknown)}; known: {', '.join(TOOLSETS)}"
+            )
     chosen = []
     for spec in SPECS:
         if toolsets is not None and spec.toolset not in toolsets:
@@ -138,8 +140,8 @@ def build_tool(spec: ToolSpec) -> Tool:
         _guard(spec), name=spec.name, title=spec.title, annotations=spec.annotations, structured_output=True
     )
     base = tool.fn_metadata.arg_model
-    strict = type(base.__name__, (base,), {"model_config": ConfigDict(extra="forbid")})
-    tool.fn_metadata.arg_model = strict
+    strict = cast(type[BaseModel], type(base.__name__, (base,), {"model_config": ConfigDict(extra="forbid")}))
+    tool.fn_metadata.arg_model = strict  # type: ignore[assignment]  # a subclass of the SDK's own model
     tool.parameters = strict.model_json_schema(by_alias=True)
     return tool
 

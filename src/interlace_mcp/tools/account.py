@@ -24,7 +24,9 @@ async def get_balance(ctx: Context[Any, Any]) -> BalanceResult:
         balance = await rt.api.infinity_balance()
     except InterlaceError as exc:
         raise refusal_from_upstream(exc, what="reading the balance") from None
-    return BalanceResult(available=format_amount(balance.available), currency=balance.currency or "USD", sandbox=rt.sandbox)
+    return BalanceResult(
+        available=format_amount(balance.available), currency=balance.currency or "USD", sandbox=rt.sandbox
+    )
 
 
 async def get_request_status(request_id: RequestId, ctx: Context[Any, Any]) -> RequestStatus:
@@ -57,7 +59,7 @@ async def get_request_status(request_id: RequestId, ctx: Context[Any, Any]) -> R
     return RequestStatus(
         request_id=request_id,
         tool=record.key.tool,
-        status=status,  # type: ignore[arg-type]
+        status=status,
         amount=format_amount(record.amount) if record.amount > 0 else (result.amount if result else None),
         currency=record.currency,
         approval_id=record.approval_id,

@@ -113,7 +113,9 @@ async def issue_card(
                 label=clean_label,
                 idempotency_key=reference,
             )
-        await in_thread(ex.runtime.ledger.register_card, ex.key.scope, ex.agent, card.id, label=clean_label, request_id=request_id)
+        await in_thread(
+            ex.runtime.ledger.register_card, ex.key.scope, ex.agent, card.id, label=clean_label, request_id=request_id
+        )
         await ex.save({**ex.progress, "card_id": card.id}, card_id=card.id)
         warnings: list[str] = []
         limit = ex.policy.card_spend_limit
@@ -126,7 +128,10 @@ async def issue_card(
             except InterlaceError as exc:
                 # The money already moved: report, don't fail. The prepaid balance still bounds spending.
                 logger.warning("velocity control on card %s not set: %s", card.id, exc)
-                warnings.append(f"card spend limit ({limit.window} {format_amount(limit.amount)}) not set at Interlace: {exc.message}")
+                warnings.append(
+                    f"card spend limit ({limit.window} {format_amount(limit.amount)}) not set at Interlace:"
+                    f" {exc.message}"
+                )
         summary = await ex.runtime.api.get_card_summary(card.id)
         record = await in_thread(ex.runtime.ledger.owned_card, ex.key.scope, ex.agent, card.id)
         return Outcome(
@@ -227,7 +232,7 @@ async def withdraw_from_card(
             amount=amount,
             transaction_id=txn.id,
             card=card_result(ex.runtime, card, summary=summary, record=record),
-            message=f"unloaded {format_amount(amount)} USD from card ending {card.card_last_four} to the Infinity account",
+            message=f"unloaded {format_amount(amount)} USD from card ending {card.card_last_four} to Infinity",
         )
 
     return await run_money(
@@ -428,12 +433,14 @@ async def unfreeze_card(card_id: CardId, ctx: Context[Any, Any]) -> CardResult:
     if frozen is not None:
         raise Refusal.one(
             "agent_frozen",
-            f"agent {agent!r} is frozen by {frozen[1] or 'an operator'}: its cards stay frozen until an operator unfreezes the agent",
+            f"agent {agent!r} is frozen by {frozen[1] or 'an operator'}: its cards stay frozen until an operator"
+            " unfreezes the agent",
         )
     if card.status == "FROZEN" and record.frozen_by != "agent":
         raise Refusal.one(
             "card_frozen",
-            f"card {card_id} was frozen by {record.frozen_by or 'someone other than this agent'}; only an operator can unfreeze it",
+            f"card {card_id} was frozen by {record.frozen_by or 'someone other than this agent'}; only an operator"
+            " can unfreeze it",
         )
     if card.status == "FROZEN":
         try:

@@ -90,6 +90,8 @@ async def list_payees(ctx: Context[Any, Any]) -> PayeeList:
     policy = rt.policies.for_agent(rt.agent_of(ctx))
     known = rt.policies.current().payees
     return PayeeList(
-        payees=[PayeeInfo(name=name, currency=known[name].currency) for name in policy.transfer_payees if name in known],
+        payees=[
+            PayeeInfo(name=name, currency=known[name].currency) for name in policy.transfer_payees if name in known
+        ],
         sandbox=rt.sandbox,
     )
