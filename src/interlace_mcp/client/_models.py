@@ -1,0 +1,253 @@
+"""Typed views of Interlace's response objects.
+
+Field names are snake_case; Interlace's camelCase names are the aliases, and either validates.
+Unknown fields are kept (``extra="allow"``) because Interlace adds fields without notice.
+Money is a ``Decimal`` parsed from Interlace's decimal strings; a Python float is rejected, and
+JSON output renders money as a 2-place string.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Generic, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, SecretStr
+from pydantic.alias_generators import to_camel
+
+from interlace_mcp.money import format_amount, parse_upstream_amount
+
+__all__ = [
+    "Account",
+    "Balance",
+    "Card",
+    "CardBalance",
+    "CardBin",
+    "CardDetails",
+    "CardStatistics",
+    "CardSummary",
+    "CardTransaction",
+    "Cardholder",
+    "ExactDecimal",
+    "InterlaceModel",
+    "Money",
+    "Page",
+    "TransactionLimit",
+    "Transfer",
+    "TransferFee",
+    "TransferSide",
+    "VelocityControl",
+]
+
+T = TypeVar("T")
+
+#: An exact decimal amount: validated from a decimal string (or int/Decimal), never a float;
+#: serialised to JSON as a 2-place string ("10.50").
+Money = Annotated[
+    Decimal,
+    BeforeValidator(parse_upstream_amount),
+    PlainSerializer(format_amount, return_type=str, when_used="json"),
+]
+
+#: An exact decimal that is not a 2-place amount (an FX rate); JSON output keeps every digit.
+ExactDecimal = Annotated[
+    Decimal,
+    BeforeValidator(parse_upstream_amount),
+    PlainSerializer(str, return_type=str, when_used="json"),
+]
+
+
+class InterlaceModel(BaseModel):
+    """Base for response objects: camelCase aliases, unknown fields kept."""
+
+    # coerce_numbers_to_str: ids and codes such as mcc may arrive as JSON numbers.
+    model_config = ConfigDict(
+        extra="allow", populate_by_name=True, alias_generator=to_camel, coerce_numbers_to_str=True
+    )
+
+
+class Account(InterlaceModel):
+    """An Interlace account (``GET /accounts``)."""
+
+    id: str
+    status: str | None = None
+    type: str | None = None
+    name: str | None = None
+    display_id: str | None = None
+
+
+class CardBin(InterlaceModel):
+    """A card product; ``type`` 1 = prepaid, 0 = budget."""
+
+    id: str
+    bin: str | None = None
+    type: int | None = None
+    currencies: list[str] = Field(default_factory=list)
+    network: str | None = None
+    support_physical_card: bool | None = None
+
+
+class Cardholder(InterlaceModel):
+    """The person or entity a card is issued to."""
+
+    id: str
+    status: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    user_name: str | None = None
+    email: str | None = None
+    card_bin_list: list[str] = Field(default_factory=list)
+
+
+class Balance(InterlaceModel):
+    """A balance object (wallet); ``object_type`` 0 = Infinity account, 2 = prepaid card."""
+
+    id: str
+    account_id: str | None = None
+    currency: str | None = None
+    object_type: int | None = None
+    available: Money
+
+
+class TransactionLimit(InterlaceModel):
+    """A card velocity limit: ``type`` DAY/WEEK/MONTH/QUARTER/YEAR/TRANSACTION/LIFETIME/NA."""
+
+    type: str
+    value: Money | None = None
+    currency: str | None = None
+
+
+class Card(InterlaceModel):
+    """A card, without the PAN or CVV."""
+
+    id: str
+    account_id: str | None = None
+    status: str | None = None
+    currency: str | None = None
+    bin: str | None = None
+    user_name: str | None = None
+    card_last_four: str | None = None
+    card_mode: str | None = None
+    label: str | None = None
+    reference_id: str | None = None
+    cardholder_id: str | None = None
+    balance_id: str | None = None
+    create_time: str | None = None
+    transaction_limits: list[TransactionLimit] = Field(default_factory=list)
+
+
+class CardDetails(Card):
+    """A card with its decrypted PAN and CVV, hidden from repr, str and model_dump."""
+
+    card_number: SecretStr
+    cvv: SecretStr
+    expiry_date: str | None = None
+
+    def reveal(self) -> tuple[str, str]:
+        """Return ``(card_number, cvv)`` in clear. Do not log or store the result."""
+        return self.card_number.get_secret_value(), self.cvv.get_secret_value()
+
+
+class CardBalance(InterlaceModel):
+    """The card's own balance inside a card summary."""
+
+    id: str | None = None
+    available: Money
+    currency: str | None = None
+
+
+class CardStatistics(InterlaceModel):
+    """Spending totals inside a card summary."""
+
+    consumption: Money | None = None
+    reversal: Money | None = None
+    reversal_fee: Money | None = None
+    refund: Money | None = None
+    refund_fee: Money | None = None
+    net_consumption: Money | None = None
+    currency: str | None = None
+
+
+class VelocityControl(InterlaceModel):
+    """The active velocity limit and what remains of it."""
+
+    type: str | None = None
+    limit: Money | None = None
+    available: Money | None = None
+
+
+class CardSummary(InterlaceModel):
+    """Balance, statistics and velocity control of one card."""
+
+    card_id: str
+    account_id: str | None = None
+    balance: CardBalance
+    statistics: CardStatistics | None = None
+    velocity_control: VelocityControl | None = None
+
+
+class CardTransaction(InterlaceModel):
+    """A card transaction; ``type`` 1 Consumption, 2 TransferIn, 3 TransferOut, 9 Fee, 10 Declined fee."""
+
+    id: str
+    account_id: str | None = None
+    card_id: str | None = None
+    cardholder_id: str | None = None
+    amount: Money
+    fee: Money | None = None
+    currency: str | None = None
+    client_transaction_id: str | None = None
+    type: int
+    status: str | None = None
+    merchant_name: str | None = None
+    mcc: str | None = None
+    merchant_city: str | None = None
+    merchant_country: str | None = None
+    transaction_time: str | None = None
+    transaction_currency: str | None = None
+    transaction_amount: Money | None = None
+    create_time: str | None = None
+    remark: str | None = None
+
+
+class TransferFee(InterlaceModel):
+    """A fee taken on one side of a business transfer."""
+
+    fee_type: int | None = None
+    amount: Money | None = None
+    currency: str | None = None
+
+
+class TransferSide(InterlaceModel):
+    """The ``from`` or ``to`` side of a business transfer."""
+
+    id: str | None = None
+    transfer_id: str | None = None
+    account_id: str | None = None
+    amount: Money | None = None
+    rate: ExactDecimal | None = None
+    currency: str | None = None
+    business_type: int | None = None
+    fees: list[TransferFee] = Field(default_factory=list)
+
+
+class Transfer(InterlaceModel):
+    """A business transfer between balance objects (internal or to another account)."""
+
+    id: str
+    client_transaction_id: str | None = None
+    status: str | None = None
+    account_transfer_type: str | None = None
+    amount: Money | None = None
+    currency: str | None = None
+    create_time: str | None = None
+    from_: TransferSide | None = Field(default=None, alias="from")
+    to: TransferSide | None = None
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list endpoint; ``total`` counts every match, not just this page."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[T]
+    total: int
