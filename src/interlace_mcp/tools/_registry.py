@@ -9,6 +9,7 @@ rejected (``additionalProperties: false``) instead of being silently dropped.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -137,7 +138,12 @@ def _guard(spec: ToolSpec) -> Callable[..., Awaitable[Any]]:
 def build_tool(spec: ToolSpec) -> Tool:
     """An SDK Tool whose argument model forbids unknown arguments (advertised as additionalProperties: false)."""
     tool = Tool.from_function(
-        _guard(spec), name=spec.name, title=spec.title, annotations=spec.annotations, structured_output=True
+        _guard(spec),
+        name=spec.name,
+        title=spec.title,
+        description=inspect.cleandoc(spec.fn.__doc__ or ""),
+        annotations=spec.annotations,
+        structured_output=True,
     )
     base = tool.fn_metadata.arg_model
     strict = cast(type[BaseModel], type(base.__name__, (base,), {"model_config": ConfigDict(extra="forbid")}))
@@ -170,3 +176,40 @@ async def validation_errors(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]
         problems.append(f"{field}: {detail}")
     message = "[validation_error] " + "; ".join(problems) + "; nothing was changed"
     return {**result, "content": [{"type": "text", "text": message}], "structuredContent": {"code": "validation_error"}}
+
+
+def _argument_list(tool: Tool) -> str:
+    schema = tool.parameters
+    required = set(schema.get("required", []))
+    parts = []
+    for name, prop in schema.get("properties", {}).items():
+        if name in required:
+            parts.append(f"`{name}`")
+        elif "default" in prop and prop["default"] is not None:
+            parts.append(f"`{name}={json_default(prop['default'])}`")
+        else:
+            parts.append(f"`{name}?`")
+    return ", ".join(parts) or "—"
+
+
+def json_default(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return str(value)
+
+
+def readme_table() -> str:
+    """The README's tool table, derived from the registry (tests/test_readme.py keeps them equal)."""
+    lines = [
+        "| tool | toolset | read-only | money | arguments | does |",
+        "|---|---|---|---|---|---|",
+    ]
+    for spec in SPECS:
+        tool = build_tool(spec)
+        summary = (tool.description or "").strip().splitlines()[0]
+        flags = ("yes" if spec.read_only else "no", "yes" if spec.money else "no")
+        name = f"`{spec.name}`" + (" (sandbox only)" if spec.sandbox_only else "")
+        lines.append(f"| {name} | {spec.toolset} | {flags[0]} | {flags[1]} | {_argument_list(tool)} | {summary} |")
+    return "\n".join(lines)
