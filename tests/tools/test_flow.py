@@ -275,3 +275,18 @@ async def test_simulated_purchase_shows_in_transactions_with_decline_reason(make
     assert no["approved"] is False and no["decline_reason"]
     auths = [t for t in txns["transactions"] if t["type"] == "authorization"]
     assert {t["approved"] for t in auths} == {True, False}
+
+
+async def test_new_card_gets_the_policy_velocity_control_at_interlace(
+    make_server: ServerFactory, sandbox_app: Any
+) -> None:
+    """card_spend_limit becomes Interlace's own per-card limit, so the card refuses spending past it."""
+    policy = '[defaults]\ncard_spend_limit = { window = "DAY", amount = "7.00" }\n'
+    async with Client(make_server(policy=policy)) as c:
+        issued = await call(c, "issue_card", {"amount": "15.00", "request_id": "v"})
+        card_id = issued["card"]["card_id"]
+        over = await call(c, "simulate_purchase", {"card_id": card_id, "amount": "8.00"})
+        under = await call(c, "simulate_purchase", {"card_id": card_id, "amount": "7.00"})
+    assert issued["card"]["limits"] == [{"window": "DAY", "amount": "7.00", "currency": "USD"}]
+    assert over["approved"] is False and "velocity" in (over["decline_reason"] or "")
+    assert under["approved"] is True

@@ -30,7 +30,9 @@ async def test_tool_schemas_match_their_snapshots(make_server: ServerFactory) ->
     if os.environ.get("UPDATE_TOOLSNAPS") == "1":
         SNAPS.mkdir(exist_ok=True)
         for name, definition in tools.items():
-            (SNAPS / f"{name}.json").write_text(json.dumps(definition, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            (SNAPS / f"{name}.json").write_text(
+                json.dumps(definition, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+            )
     stored = {p.stem for p in SNAPS.glob("*.json")}
     assert stored == set(tools), "tools added or removed: run with UPDATE_TOOLSNAPS=1"
     for name, definition in tools.items():

@@ -35,9 +35,9 @@ __all__ = [
     "BeginResult",
     "CardRecord",
     "Ledger",
+    "Refused",
     "RequestConflict",
     "RequestKey",
-    "Refused",
     "RequestRecord",
     "Violation",
     "WindowStatus",
@@ -458,6 +458,15 @@ class Ledger:
         with self._tx() as cur:
             self._expire(cur, now)
             return self._get_request(cur, key)
+
+    def peek_request(self, key: RequestKey) -> RequestRecord | None:
+        """Read a request record without expiring anything (safe for side-effect-free callers)."""
+        with self._lock:
+            cur = self._conn.cursor()
+            try:
+                return self._get_request(cur, key)
+            finally:
+                cur.close()
 
     def find_requests(self, scope: str, agent: str, request_id: str) -> list[RequestRecord]:
         """Every tool's record for one of this agent's request ids, newest first."""

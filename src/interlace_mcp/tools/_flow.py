@@ -105,6 +105,8 @@ class MoneyOp:
     card_id: str | None = None
     steps: tuple[str, ...] = ("main",)
     extra_violations: list[Violation] = field(default_factory=list)
+    #: The confirmation band applies but the client could not be asked: a human approves out of band.
+    force_approval: bool = False
 
 
 def args_hash(tool: str, args: dict[str, Any]) -> str:
@@ -129,7 +131,7 @@ async def run_money(ctx: Context[Any, Any], op: MoneyOp) -> MoneyMovement:
         stateless.append(v)
     stateless += op.extra_violations
     key = RequestKey(rt.scope, agent, op.tool, op.request_id)
-    needs_approval = policy.approval_above is not None and op.spend > policy.approval_above
+    needs_approval = op.force_approval or (policy.approval_above is not None and op.spend > policy.approval_above)
 
     if op.dry_run:
         return await _dry_run(rt, op, key, policy, stateless, needs_approval)

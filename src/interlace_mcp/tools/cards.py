@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
-from mcp.server.mcpserver import Context
+from mcp.server.mcpserver import Context, Resolve
 
 from interlace_mcp.client import CardTransaction, InterlaceError, NotFoundError
 from interlace_mcp.money import format_amount
+from interlace_mcp.tools._confirm import Confirmation, confirmation_for, needs_out_of_band
 from interlace_mcp.tools._errors import Refusal, refusal_from_upstream
 from interlace_mcp.tools._flow import Execution, MoneyOp, Outcome, in_thread, run_money
 from interlace_mcp.tools._params import (
@@ -75,6 +76,7 @@ async def issue_card(
     amount: Amount,
     request_id: RequestId,
     ctx: Context[Any, Any],
+    confirmation: Annotated[Confirmation, Resolve(confirmation_for("issue_card"))],
     currency: Currency = "USD",
     label: Label | None = None,
     dry_run: DryRun = False,
@@ -86,6 +88,7 @@ async def issue_card(
     """
     check_currency(currency)
     clean_label = clean_text(label, 50) if label else None
+    force_approval = needs_out_of_band(ctx, "issue_card", amount, dry_run, confirmation)
 
     async def execute(ex: Execution) -> Outcome:
         reference = ex.step_key("create")
@@ -156,6 +159,7 @@ async def issue_card(
             dry_run=dry_run,
             issues_card=True,
             steps=("create", "velocity"),
+            force_approval=force_approval,
         ),
     )
 
@@ -165,6 +169,7 @@ async def top_up_card(
     amount: Amount,
     request_id: RequestId,
     ctx: Context[Any, Any],
+    confirmation: Annotated[Confirmation, Resolve(confirmation_for("top_up_card"))],
     currency: Currency = "USD",
     dry_run: DryRun = False,
 ) -> MoneyMovement:
@@ -176,6 +181,7 @@ async def top_up_card(
     check_currency(currency)
     rt = runtime_of(ctx)
     record = await owned_card(rt, rt.agent_of(ctx), card_id, request=("top_up_card", request_id))
+    force_approval = needs_out_of_band(ctx, "top_up_card", amount, dry_run, confirmation)
 
     async def execute(ex: Execution) -> Outcome:
         key = ex.step_key("transfer")
@@ -206,6 +212,7 @@ async def top_up_card(
             dry_run=dry_run,
             card_id=card_id,
             steps=("transfer",),
+            force_approval=force_approval,
         ),
     )
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from mcp.server.mcpserver import Context
+from mcp.server.mcpserver import Context, Resolve
 
 from interlace_mcp.money import format_amount
 from interlace_mcp.policy import payee_violation
+from interlace_mcp.tools._confirm import Confirmation, confirmation_for, needs_out_of_band
 from interlace_mcp.tools._flow import Execution, MoneyOp, Outcome, run_money
 from interlace_mcp.tools._params import Amount, Currency, DryRun, Memo, PayeeName, RequestId
 from interlace_mcp.tools._results import MoneyMovement, PayeeInfo, PayeeList
@@ -23,6 +24,7 @@ async def create_transfer(
     amount: Amount,
     request_id: RequestId,
     ctx: Context[Any, Any],
+    confirmation: Annotated[Confirmation, Resolve(confirmation_for("create_transfer"))],
     currency: Currency = "USD",
     memo: Memo | None = None,
     dry_run: DryRun = False,
@@ -43,6 +45,7 @@ async def create_transfer(
     else:
         check_currency(currency)
     clean_memo = clean_text(memo, 140) if memo else None
+    force_approval = needs_out_of_band(ctx, "create_transfer", amount, dry_run, confirmation) if not extra else False
 
     async def execute(ex: Execution) -> Outcome:
         assert target is not None  # a missing payee is refused before any reservation
@@ -80,6 +83,7 @@ async def create_transfer(
             dry_run=dry_run,
             steps=("transfer",),
             extra_violations=extra,
+            force_approval=force_approval,
         ),
     )
 
