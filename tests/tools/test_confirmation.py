@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from helpers import ServerFactory, call, refuse, sandbox_of
 from mcp import Client
 from mcp.types import ElicitRequestParams, ElicitResult
+
+from helpers import ServerFactory, call, refuse, sandbox_of
 
 pytestmark = pytest.mark.anyio
 MODES = pytest.mark.parametrize("mode", ["auto", "legacy"])

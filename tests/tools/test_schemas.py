@@ -11,8 +11,9 @@ import unicodedata
 from pathlib import Path
 
 import pytest
-from helpers import ServerFactory
 from mcp import Client
+
+from helpers import ServerFactory
 
 pytestmark = pytest.mark.anyio
 SNAPS = Path(__file__).resolve().parents[1] / "__toolsnaps__"
