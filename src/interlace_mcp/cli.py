@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
+import secrets
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -16,6 +18,7 @@ from typing import Any
 
 import anyio
 import httpx
+import uvicorn
 from pydantic import ValidationError
 
 from interlace_mcp import __version__
@@ -23,10 +26,11 @@ from interlace_mcp._logging import configure_logging
 from interlace_mcp.client import InterlaceClient, InterlaceError
 from interlace_mcp.config import ConfigError, Settings
 from interlace_mcp.money import AmountError, format_amount, parse_amount
-from interlace_mcp.policy import PolicyError
+from interlace_mcp.policy import PolicyError, token_digest
 from interlace_mcp.sandbox import create_sandbox_app, run_sandbox
 from interlace_mcp.server import build_runtime, build_server, sandbox_state_path
 from interlace_mcp.server._build import start
+from interlace_mcp.server._http import AuthMode, build_http_app
 from interlace_mcp.tools._registry import select_tools
 from interlace_mcp.tools._runtime import Runtime
 
@@ -78,8 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     spend.add_argument("--agent", default=None)
     spend.add_argument("--json", action="store_true")
 
-    agents = sub.add_parser("agents", help="agent kill switch")
+    agents = sub.add_parser("agents", help="agent bearer tokens and the kill switch")
     agents_sub = agents.add_subparsers(dest="agents_command", required=True)
+    agents_sub.add_parser("token", help="mint a bearer token for NAME (printed once)").add_argument("name")
+    agents_sub.add_parser("revoke", help="revoke every database token of NAME").add_argument("name")
+    agents_sub.add_parser("list", help="agents with tokens, file tokens and freeze state")
     for verb in ("freeze", "unfreeze"):
         cmd = agents_sub.add_parser(verb)
         cmd.add_argument("name")
@@ -123,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "spend":
             return anyio.run(_spend, args, settings)
         if command == "agents":
+            if args.agents_command in ("token", "revoke", "list"):
+                return _agent_tokens(args, settings)
             return anyio.run(_agents, args, settings)
     except (ConfigError, PolicyError) as exc:
         print(f"interlace-mcp: {exc}", file=sys.stderr)
@@ -136,11 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.transport != "stdio":
-        print(
-            f"interlace-mcp: --transport {args.transport} is not available in this version yet; use stdio",
-            file=sys.stderr,
-        )
-        return 2
+        return _serve_http(args, settings)
     server = build_server(settings)
     upstream = server.interlace_runtime.upstream  # type: ignore[attr-defined]
     if upstream.embedded:
@@ -150,6 +155,30 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
     server.run("stdio")
+    return 0
+
+
+def _serve_http(args: argparse.Namespace, settings: Settings) -> int:
+    auth: AuthMode = args.auth or "token"
+    app = build_http_app(settings, transport=args.transport, auth=auth, host=args.host)
+    runtime = app.state.interlace_runtime
+    path = "/mcp" if args.transport == "http" else "/sse"
+    print(
+        f"interlace-mcp: {args.transport} transport on http://{args.host}:{args.port}{path} (auth: {auth})"
+        + ("; embedded sandbox: no real money" if runtime.upstream.embedded else ""),
+        file=sys.stderr,
+    )
+    # Graceful shutdown: on SIGTERM/SIGINT uvicorn stops accepting and lets in-flight calls finish.
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=settings.log_level.lower(),
+        log_config=None,
+        timeout_graceful_shutdown=30,
+        proxy_headers=False,
+    )
+    uvicorn.Server(config).run()
     return 0
 
 
@@ -338,6 +367,41 @@ async def _spend(args: argparse.Namespace, settings: Settings) -> int:
                 f"  {w['window']:<12}{w['limit'] or 'none':>12}{w['spent']:>12}{w['reserved']:>12}"
                 f"{w['remaining'] or '-':>12}  {w['resets_at'] or '-'}"
             )
+    return 0
+
+
+def _agent_tokens(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = build_runtime(settings)
+    ledger = runtime.ledger
+    if args.agents_command == "token":
+        if not re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", args.name):
+            print("interlace-mcp: agent names are 1-64 chars of A-Z a-z 0-9 . _ : -", file=sys.stderr)
+            return 2
+        token = "itl_agent_" + secrets.token_urlsafe(32)
+        ledger.add_token(args.name, token_digest(token))
+        print(token)
+        print(
+            f"(bearer token for agent {args.name!r}: shown once, only its sha256 is stored; "
+            f"revoke with: interlace-mcp agents revoke {args.name})",
+            file=sys.stderr,
+        )
+        return 0
+    if args.agents_command == "revoke":
+        count = ledger.revoke_tokens(args.name)
+        print(f"revoked {count} token(s) of agent {args.name}; effective on the next request")
+        file_token = runtime.policies.current().for_agent(args.name).token_sha256
+        if file_token:
+            print(
+                f"note: agent {args.name} also has token_sha256 in {runtime.policies.current().source}; remove it there"
+            )
+        return 0 if count or file_token else 1
+    policy = runtime.policies.current()
+    db_tokens = ledger.token_agents()
+    names = sorted({*db_tokens, *policy.agents, *ledger.known_agents()})
+    for name in names:
+        file_token = "yes" if policy.for_agent(name).token_sha256 else "no"
+        frozen = "FROZEN" if ledger.agent_frozen(name) else ""
+        print(f"{name:<24} database tokens: {db_tokens.get(name, 0):<3} file token: {file_token:<4} {frozen}")
     return 0
 
 

@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_jwks_url: str | None = None
+    #: PEM public key file for --auth jwt without a JWKS endpoint (an addition to DESIGN's settings).
+    jwt_public_key_file: Path | None = None
     rate_limit_per_minute: int = 120
     approval_ttl_seconds: int = 900
     approval_notify_url: str | None = None

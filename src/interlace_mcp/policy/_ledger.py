@@ -138,6 +138,13 @@ CREATE TABLE IF NOT EXISTS cards (
     PRIMARY KEY (scope, card_id)
 );
 CREATE INDEX IF NOT EXISTS cards_by_agent ON cards (scope, agent, deleted_at);
+CREATE TABLE IF NOT EXISTS agent_tokens (
+    sha256 TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    revoked_at REAL
+);
+CREATE INDEX IF NOT EXISTS agent_tokens_by_agent ON agent_tokens (agent);
 CREATE TABLE IF NOT EXISTS agent_flags (
     agent TEXT PRIMARY KEY,
     frozen INTEGER NOT NULL DEFAULT 0,
@@ -677,6 +684,37 @@ class Ledger:
         with self._lock:
             row = self._conn.execute("SELECT * FROM agent_flags WHERE agent = ? AND frozen = 1", (agent,)).fetchone()
         return (row["reason"], row["updated_by"]) if row else None
+
+    # ---- bearer tokens (only their sha256 is stored) ----------------------------------------
+
+    def add_token(self, agent: str, digest: str) -> None:
+        now = self._clock()
+        with self._tx() as cur:
+            cur.execute("INSERT INTO agent_tokens (sha256, agent, created_at) VALUES (?, ?, ?)", (digest, agent, now))
+
+    def revoke_tokens(self, agent: str) -> int:
+        """Revoke every live token of ``agent``; returns how many. Takes effect on the next request."""
+        now = self._clock()
+        with self._tx() as cur:
+            cur.execute(
+                "UPDATE agent_tokens SET revoked_at = ? WHERE agent = ? AND revoked_at IS NULL", (now, agent)
+            )
+            return cur.rowcount
+
+    def agent_for_token(self, digest: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT agent FROM agent_tokens WHERE sha256 = ? AND revoked_at IS NULL", (digest,)
+            ).fetchone()
+        return str(row[0]) if row else None
+
+    def token_agents(self) -> dict[str, int]:
+        """Agents with live database tokens, and how many each has."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT agent, COUNT(*) FROM agent_tokens WHERE revoked_at IS NULL GROUP BY agent ORDER BY agent"
+            ).fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
 
     # ---- visibility ------------------------------------------------------------------------
 

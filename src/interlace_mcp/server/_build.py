@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 from mcp.server import MCPServer
+from mcp.server.auth.provider import TokenVerifier
+from mcp.server.auth.settings import AuthSettings
 from starlette.applications import Starlette
 
 from interlace_mcp import __version__
@@ -21,7 +23,7 @@ from interlace_mcp.sandbox import ACCOUNT_ID, PAYEE_ACCOUNT_ID, PAYEE_BALANCE_ID
 from interlace_mcp.tools._registry import build_tool, select_tools, validation_errors
 from interlace_mcp.tools._runtime import PolicyStore, RateLimiter, Runtime
 
-__all__ = ["INSTRUCTIONS", "build_runtime", "build_server", "sandbox_state_path"]
+__all__ = ["INSTRUCTIONS", "build_runtime", "build_server", "open_runtime", "runtime_of_server", "sandbox_state_path"]
 
 logger = logging.getLogger("interlace_mcp.server")
 
@@ -68,48 +70,73 @@ def build_runtime(
     )
 
 
+@asynccontextmanager
+async def open_runtime(
+    runtime: Runtime,
+    *,
+    sandbox_app: Starlette | None = None,
+    upstream_transport: httpx.AsyncBaseTransport | None = None,
+    backoff: bool = True,
+) -> AsyncIterator[Runtime]:
+    """Open the Interlace client (one per process) and discover what settings left out."""
+    settings, upstream = runtime.settings, runtime.upstream
+    transport = upstream_transport
+    if transport is None and upstream.embedded:
+        app = sandbox_app or create_sandbox_app(state_path=sandbox_state_path(settings))
+        transport = httpx.ASGITransport(app=app)
+        logger.warning("embedded sandbox: no real money moves (emulator state in %s)", sandbox_state_path(settings))
+    async with InterlaceClient(
+        base_url=upstream.base_url,
+        client_id=upstream.client_id,
+        client_secret=upstream.client_secret,
+        account_id=runtime.account_id or None,
+        transport=transport,
+        timeout=settings.http_timeout_seconds,
+        max_retries=settings.max_retries,
+        backoff=backoff,
+    ) as client:
+        runtime.client = client
+        try:
+            await start(runtime)
+            yield runtime
+        finally:
+            runtime.client = None
+
+
 def build_server(
     settings: Settings | None = None,
     *,
+    runtime: Runtime | None = None,
     ledger: Ledger | None = None,
     sandbox_app: Starlette | None = None,
     upstream_transport: httpx.AsyncBaseTransport | None = None,
     backoff: bool = True,
     clock: Callable[[], float] | None = None,
+    token_verifier: TokenVerifier | None = None,
+    auth: AuthSettings | None = None,
 ) -> MCPServer[Runtime]:
     """The interlace-mcp server.
 
     Tests inject the emulator (``sandbox_app``) or any transport, a ledger and a clock; everything else
-    comes from ``settings``. The Interlace client is opened by the server's lifespan.
+    comes from ``settings``. The Interlace client is opened by the server's lifespan -- or, when an
+    outer owner (the HTTP app) already opened it, shared: one client per process, however many
+    connections enter the lifespan.
     """
-    settings = settings or Settings()
-    runtime = build_runtime(settings, ledger=ledger, clock=clock)
-    upstream = runtime.upstream
-    specs = select_tools(read_only=settings.read_only, toolsets=settings.toolset_names(), sandbox=upstream.sandbox)
+    settings = settings or (runtime.settings if runtime else Settings())
+    runtime = runtime or build_runtime(settings, ledger=ledger, clock=clock)
+    specs = select_tools(
+        read_only=settings.read_only, toolsets=settings.toolset_names(), sandbox=runtime.upstream.sandbox
+    )
 
     @asynccontextmanager
     async def lifespan(server: MCPServer[Runtime]) -> AsyncIterator[Runtime]:
-        transport = upstream_transport
-        if transport is None and upstream.embedded:
-            app = sandbox_app or create_sandbox_app(state_path=sandbox_state_path(settings))
-            transport = httpx.ASGITransport(app=app)
-            logger.warning("embedded sandbox: no real money moves (emulator state in %s)", sandbox_state_path(settings))
-        async with InterlaceClient(
-            base_url=upstream.base_url,
-            client_id=upstream.client_id,
-            client_secret=upstream.client_secret,
-            account_id=runtime.account_id or None,
-            transport=transport,
-            timeout=settings.http_timeout_seconds,
-            max_retries=settings.max_retries,
-            backoff=backoff,
-        ) as client:
-            runtime.client = client
-            await start(runtime)
-            try:
-                yield runtime
-            finally:
-                runtime.client = None
+        if runtime.client is not None:
+            yield runtime  # opened by the HTTP app (or a concurrent connection's owner): share it
+            return
+        async with open_runtime(
+            runtime, sandbox_app=sandbox_app, upstream_transport=upstream_transport, backoff=backoff
+        ):
+            yield runtime
 
     server: MCPServer[Runtime] = MCPServer(
         "interlace-mcp",
@@ -120,6 +147,8 @@ def build_server(
         tools=[build_tool(spec) for spec in specs],
         lifespan=lifespan,
         middleware=[validation_errors],
+        token_verifier=token_verifier,
+        auth=auth,
     )
     server.interlace_runtime = runtime  # type: ignore[attr-defined]  # for tests and the HTTP app
     return server
