@@ -290,3 +290,23 @@ async def test_new_card_gets_the_policy_velocity_control_at_interlace(
     assert issued["card"]["limits"] == [{"window": "DAY", "amount": "7.00", "currency": "USD"}]
     assert over["approved"] is False and "velocity" in (over["decline_reason"] or "")
     assert under["approved"] is True
+
+
+async def test_token_reveal_mode_returns_a_widget_token_never_the_number(make_server: ServerFactory) -> None:
+    """reveal = "token": a one-time Interlace token instead of number/CVV (for non-PCI setups)."""
+    async with Client(make_server(policy='[defaults]\nreveal = "token"\n')) as c:
+        card_id = (await call(c, "issue_card", {"amount": "5.00", "request_id": "r"}))["card"]["card_id"]
+        shown = await call(c, "get_card", {"card_id": card_id, "reveal": True})
+    assert shown["reveal_token"] and shown["card_number"] is None and shown["cvv"] is None
+
+
+async def test_reveals_are_rate_limited_per_card(make_server: ServerFactory) -> None:
+    """At most 5 reveals per card per hour; the 6th is [rate_limited], a masked get_card still works."""
+    async with Client(make_server()) as c:
+        card_id = (await call(c, "issue_card", {"amount": "5.00", "request_id": "r"}))["card"]["card_id"]
+        for _ in range(5):
+            assert (await call(c, "get_card", {"card_id": card_id, "reveal": True}))["card_number"]
+        text = await refuse(c, "get_card", {"card_id": card_id, "reveal": True})
+        masked = await call(c, "get_card", {"card_id": card_id})
+    assert text.startswith("[rate_limited]") and "revealed 5 times" in text
+    assert masked["card_number"] is None

@@ -82,7 +82,9 @@ class AgentPolicy:
     max_active_cards: int | None = 2
     confirm_above: Decimal | None = None
     approval_above: Decimal | None = None
-    reveal: bool = False
+    #: get_card reveal=true: False (refused), True (number + CVV: PCI DSS L1 setups only), or "token"
+    #: (a one-time Interlace private-info token for its card widget, never the number).
+    reveal: bool | str = False
     transfer_payees: tuple[str, ...] = ()
     tools: tuple[str, ...] = ("*",)
     timezone: str = "UTC"
@@ -277,8 +279,8 @@ def _apply(
             else:
                 raise PolicyError(source, path, 'must be a whole number 0-1000 or "none"')
         elif key == "reveal":
-            if not isinstance(value, bool):
-                raise PolicyError(source, path, "must be true or false")
+            if not isinstance(value, bool) and value != "token":
+                raise PolicyError(source, path, 'must be true, false or "token"')
             changes[key] = value
         elif key in ("transfer_payees", "tools"):
             changes[key] = _str_list(value, source, path)

@@ -47,6 +47,10 @@ class CardResult(_Result):
     frozen_by: str | None = Field(default=None, description="who froze it: agent, operator or reconciliation")
     card_number: str | None = Field(default=None, description="full number: only in an allowed reveal")
     cvv: str | None = Field(default=None, description="only in an allowed reveal")
+    reveal_token: str | None = Field(
+        default=None,
+        description='reveal = "token": a one-time (5 min) token for Interlace\'s card widget; never the number',
+    )
 
 
 class CardList(_Result):

@@ -28,7 +28,7 @@ from interlace_mcp.policy import (
 )
 from interlace_mcp.policy._policy import SANDBOX_PAYEE, file_stamp
 
-__all__ = ["PolicyStore", "RateLimiter", "Runtime", "runtime_of"]
+__all__ = ["PolicyStore", "RateLimiter", "RevealLimiter", "Runtime", "runtime_of"]
 
 logger = logging.getLogger("interlace_mcp.tools")
 
@@ -97,6 +97,28 @@ class RateLimiter:
             return (1.0 - tokens) / rate
 
 
+class RevealLimiter:
+    """At most ``per_hour`` reveals per agent and card in any sliding hour."""
+
+    def __init__(self, per_hour: int = 5, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_hour = per_hour
+        self._clock = clock
+        self._seen: dict[tuple[str, str], list[float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, agent: str, card_id: str) -> float | None:
+        """Record one reveal; None when allowed, else seconds until the oldest one leaves the window."""
+        with self._lock:
+            now = self._clock()
+            recent = [t for t in self._seen.get((agent, card_id), []) if now - t < 3600]
+            if len(recent) >= self.per_hour:
+                self._seen[(agent, card_id)] = recent
+                return 3600 - (now - recent[0])
+            recent.append(now)
+            self._seen[(agent, card_id)] = recent
+            return None
+
+
 @dataclass
 class Runtime:
     """Per-server state. The client is opened by the server's lifespan (one httpx client per lifetime)."""
@@ -106,6 +128,7 @@ class Runtime:
     ledger: Ledger
     policies: PolicyStore
     rate_limiter: RateLimiter
+    reveal_limiter: RevealLimiter = field(default_factory=RevealLimiter)
     client: InterlaceClient | None = None
     account_id: str = ""
     default_bin_id: str | None = None
