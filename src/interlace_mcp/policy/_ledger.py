@@ -564,7 +564,9 @@ class Ledger:
                 + (" AND scope = ?" if scope else ""),
                 (scope,) if scope else (),
             ).fetchall()
-            found = [self._get_request(cur, RequestKey(r["scope"], r["agent"], r["tool"], r["request_id"])) for r in rows]
+            found = [
+                self._get_request(cur, RequestKey(r["scope"], r["agent"], r["tool"], r["request_id"])) for r in rows
+            ]
             return [r for r in found if r is not None]
 
     def purge_old_requests(self) -> int:
@@ -598,7 +600,9 @@ class Ledger:
             row = cur.execute("SELECT * FROM approvals WHERE id = ?", (approval_id,)).fetchone()
             return _approval(row) if row else None
 
-    def decide(self, approval_id: str, *, approve: bool, by: str, reason: str | None = None, ttl: float = 900.0) -> Approval:
+    def decide(
+        self, approval_id: str, *, approve: bool, by: str, reason: str | None = None, ttl: float = 900.0
+    ) -> Approval:
         """A human's decision. Deny releases the reservation at once; approve keeps it for ``ttl`` more seconds."""
         now = self._clock()
         with self._tx() as cur:
@@ -696,9 +700,7 @@ class Ledger:
         """Revoke every live token of ``agent``; returns how many. Takes effect on the next request."""
         now = self._clock()
         with self._tx() as cur:
-            cur.execute(
-                "UPDATE agent_tokens SET revoked_at = ? WHERE agent = ? AND revoked_at IS NULL", (now, agent)
-            )
+            cur.execute("UPDATE agent_tokens SET revoked_at = ? WHERE agent = ? AND revoked_at IS NULL", (now, agent))
             return cur.rowcount
 
     def agent_for_token(self, digest: str) -> str | None:
@@ -781,7 +783,9 @@ class Ledger:
 
     # ---- internals -------------------------------------------------------------------------
 
-    def _totals(self, cur: sqlite3.Cursor, scope: str, agent: str, currency: str, window: str, wkey: str) -> tuple[int, int]:
+    def _totals(
+        self, cur: sqlite3.Cursor, scope: str, agent: str, currency: str, window: str, wkey: str
+    ) -> tuple[int, int]:
         row = cur.execute(
             "SELECT reserved_minor, committed_minor FROM spend_totals"
             " WHERE scope = ? AND agent = ? AND currency = ? AND window = ? AND window_key = ?",
@@ -805,12 +809,14 @@ class Ledger:
                 continue
             remaining = max(to_minor(limit) - committed - reserved, 0)
             resets = iso_utc(keys.resets[window])
-            text = (
-                f"{_WINDOW_WORDS[window]} limit {format_amount(limit)} {currency}: {format_amount(from_minor(committed))}"
-                f" spent, {format_amount(from_minor(reserved))} reserved, {format_amount(spend)} requested,"
-                f" {format_amount(from_minor(remaining))} remaining"
-                + (f"; resets {resets}" if resets else "; never resets")
-            )
+            used = [
+                f"{format_amount(from_minor(committed))} spent",
+                f"{format_amount(from_minor(reserved))} reserved",
+                f"{format_amount(spend)} requested",
+                f"{format_amount(from_minor(remaining))} remaining",
+            ]
+            reset = f"resets {resets}" if resets else "never resets"
+            text = f"{_WINDOW_WORDS[window]} limit {format_amount(limit)} {currency}: {', '.join(used)}; {reset}"
             out.append(
                 Violation(
                     _WINDOW_CODES[window],
@@ -860,7 +866,19 @@ class Ledger:
         cur.execute(
             "INSERT INTO spend_entries (scope, agent, currency, amount_minor, state, tool, request_id, day_key,"
             " week_key, month_key, created_at, updated_at) VALUES (?, ?, ?, ?, 'reserved', ?, ?, ?, ?, ?, ?, ?)",
-            (key.scope, key.agent, currency, amount, key.tool, key.request_id, keys.day, keys.week, keys.month, now, now),
+            (
+                key.scope,
+                key.agent,
+                currency,
+                amount,
+                key.tool,
+                key.request_id,
+                keys.day,
+                keys.week,
+                keys.month,
+                now,
+                now,
+            ),
         )
         entry_id = cur.lastrowid
         assert entry_id is not None

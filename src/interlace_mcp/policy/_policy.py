@@ -218,9 +218,7 @@ def parse_policy(
         if not _AGENT_NAME.fullmatch(name):
             raise PolicyError(source, f"agents.{name}", "agent names are 1-64 chars of A-Z a-z 0-9 . _ : -")
         section = _table(body, source, f"agents.{name}")
-        agents[name] = replace(
-            _apply(defaults, section, source, f"agents.{name}", allow_agent_only=True), agent=name
-        )
+        agents[name] = replace(_apply(defaults, section, source, f"agents.{name}", allow_agent_only=True), agent=name)
 
     everyone = [defaults, *agents.values()]
     for agent in everyone:
@@ -233,7 +231,9 @@ def parse_policy(
         if agent.token_sha256 is None:
             continue
         if agent.token_sha256 in hashes:
-            raise PolicyError(source, f"agents.{name}.token_sha256", f"same token as agents.{hashes[agent.token_sha256]}")
+            raise PolicyError(
+                source, f"agents.{name}.token_sha256", f"same token as agents.{hashes[agent.token_sha256]}"
+            )
         hashes[agent.token_sha256] = name
     return Policy(defaults=defaults, agents=agents, payees=payees, source=source, stamp=stamp)
 
@@ -374,7 +374,9 @@ def _payee(name: str, body: Mapping[str, Any], source: str) -> Payee:
         if not isinstance(body.get(key), str) or not body[key].strip():
             raise PolicyError(source, f"{where}.{key}", "is required (a non-empty string)")
     currency = _currency(body.get("currency", "USD"), source, f"{where}.currency")
-    return Payee(name=name, account_id=body["account_id"].strip(), balance_id=body["balance_id"].strip(), currency=currency)
+    return Payee(
+        name=name, account_id=body["account_id"].strip(), balance_id=body["balance_id"].strip(), currency=currency
+    )
 
 
 def _table(value: Any, source: str, path: str) -> Mapping[str, Any]:
@@ -394,4 +396,3 @@ def _no_unknown(section: Mapping[str, Any], allowed: Iterable[str], source: str,
 def token_digest(token: str) -> str:
     """sha256 hex of a bearer token, as stored in ``token_sha256`` and the database."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
