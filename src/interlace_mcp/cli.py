@@ -12,8 +12,10 @@ import logging
 import re
 import secrets
 import sys
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -31,6 +33,7 @@ from interlace_mcp.sandbox import create_sandbox_app, run_sandbox
 from interlace_mcp.server import build_runtime, build_server, sandbox_state_path
 from interlace_mcp.server._build import start
 from interlace_mcp.server._http import AuthMode, build_http_app
+from interlace_mcp.tools._recovery import reconcile, recover
 from interlace_mcp.tools._registry import select_tools
 from interlace_mcp.tools._runtime import Runtime
 
@@ -82,6 +85,13 @@ def _parser() -> argparse.ArgumentParser:
     spend.add_argument("--agent", default=None)
     spend.add_argument("--json", action="store_true")
 
+    rec = sub.add_parser("reconcile", help="compare the ledger with Interlace; report differences; never moves money")
+    rec.add_argument("--since", default=None, help="only requests from this ISO date/time or the last N[hd] (24h, 7d)")
+    rec.add_argument(
+        "--settle", action="store_true", help="first settle unfinished requests by lookup (no money moves)"
+    )
+    rec.add_argument("--json", action="store_true")
+
     agents = sub.add_parser("agents", help="agent bearer tokens and the kill switch")
     agents_sub = agents.add_subparsers(dest="agents_command", required=True)
     agents_sub.add_parser("token", help="mint a bearer token for NAME (printed once)").add_argument("name")
@@ -129,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _approvals(args, settings)
         if command == "spend":
             return anyio.run(_spend, args, settings)
+        if command == "reconcile":
+            return anyio.run(_reconcile, args, settings)
         if command == "agents":
             if args.agents_command in ("token", "revoke", "list"):
                 return _agent_tokens(args, settings)
@@ -368,6 +380,40 @@ async def _spend(args: argparse.Namespace, settings: Settings) -> int:
                 f"{w['remaining'] or '-':>12}  {w['resets_at'] or '-'}"
             )
     return 0
+
+
+def _since(value: str | None) -> float | None:
+    if value is None:
+        return None
+    match = re.fullmatch(r"(\d+)([hd])", value)
+    if match:
+        return time.time() - int(match.group(1)) * (3600 if match.group(2) == "h" else 86400)
+    moment = datetime.fromisoformat(value)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+async def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        since = _since(args.since)
+    except ValueError:
+        print(f"interlace-mcp: --since {args.since!r}: use an ISO date/time or 24h / 7d", file=sys.stderr)
+        return 2
+    async with _client(settings) as (_, runtime):
+        await start(runtime)
+        settled = await recover(runtime, grace=0.0) if args.settle else None
+        report = await reconcile(runtime, since=since)
+    if args.json:
+        out: dict[str, Any] = {"matched": report.matched, "differences": [d.as_dict() for d in report.differences]}
+        if settled is not None:
+            out["settled"] = {"committed": settled.committed, "released": settled.released}
+        print(json.dumps(out, indent=2))
+    else:
+        if settled is not None:
+            print(f"settled: {len(settled.committed)} committed, {len(settled.released)} released")
+        print(f"matched: {report.matched}; differences: {len(report.differences)}")
+        for diff in report.differences:
+            print(f"  {diff.kind:<16} {diff.agent or '-':<16} {diff.detail}")
+    return 0 if report.ok else 1
 
 
 def _agent_tokens(args: argparse.Namespace, settings: Settings) -> int:

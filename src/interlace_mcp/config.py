@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     request_state_key: SecretStr | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+    #: Unfinished requests are looked up at Interlace at startup and every this many seconds (0: never on
+    #: a timer), once they have been untouched for the grace period (another process may be driving them).
+    reconcile_interval_seconds: float = 60.0
+    recovery_grace_seconds: float = 120.0
     #: HTTP timeout for one Interlace call, and how many times a retryable failure is retried.
     http_timeout_seconds: float = 15.0
     max_retries: int = 3

@@ -309,7 +309,7 @@ class Ledger:
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA busy_timeout = 30000")
-        self._conn.execute("PRAGMA journal_mode = WAL")
+        _set_wal(self._conn)
         self._conn.execute("PRAGMA synchronous = FULL")
         self._conn.execute("PRAGMA foreign_keys = ON")
         with self._tx() as cur:
@@ -569,6 +569,18 @@ class Ledger:
             ]
             return [r for r in found if r is not None]
 
+    def completed_requests(self, scope: str, since: float | None = None) -> list[RequestRecord]:
+        """Completed requests of one upstream (optionally updated since an epoch time), oldest first."""
+        with self._tx() as cur:
+            sql = "SELECT agent, tool, request_id FROM requests WHERE scope = ? AND status = 'completed'"
+            params: list[Any] = [scope]
+            if since is not None:
+                sql += " AND updated_at >= ?"
+                params.append(since)
+            rows = cur.execute(sql + " ORDER BY updated_at", params).fetchall()
+            found = [self._get_request(cur, RequestKey(scope, r["agent"], r["tool"], r["request_id"])) for r in rows]
+            return [r for r in found if r is not None]
+
     def purge_old_requests(self) -> int:
         """Drop settled request records older than the retention period; returns how many."""
         cutoff = self._clock() - REQUEST_RETENTION_SECONDS
@@ -659,6 +671,12 @@ class Ledger:
                 "SELECT * FROM cards WHERE scope = ? AND agent = ? AND deleted_at IS NULL ORDER BY created_at",
                 (scope, agent),
             ).fetchall()
+        return [_card(row) for row in rows]
+
+    def all_cards(self, scope: str) -> list[CardRecord]:
+        """Every card any agent was issued on this upstream, closed ones included."""
+        with self._lock:
+            rows = self._conn.execute("SELECT * FROM cards WHERE scope = ? ORDER BY created_at", (scope,)).fetchall()
         return [_card(row) for row in rows]
 
     def set_card_frozen_by(self, scope: str, card_id: str, frozen_by: str | None) -> None:
@@ -969,6 +987,25 @@ class Ledger:
             updated_at=row["updated_at"],
             approval=approval,
         )
+
+
+def _set_wal(conn: sqlite3.Connection, *, timeout: float = 30.0) -> None:
+    """Switch to WAL, retrying while another process holds the lock.
+
+    SQLite may answer "database is locked" to this pragma at once, without calling the busy handler,
+    when several processes open a new file together (the first switch needs an exclusive lock).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 class Refused(Exception):

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 from mcp.server import MCPServer
 from mcp.server.auth.provider import TokenVerifier
@@ -20,6 +21,7 @@ from interlace_mcp.client import InterlaceClient, InterlaceError
 from interlace_mcp.config import Settings, Upstream, resolve_upstream
 from interlace_mcp.policy import SANDBOX_PAYEE, Ledger, Payee
 from interlace_mcp.sandbox import ACCOUNT_ID, PAYEE_ACCOUNT_ID, PAYEE_BALANCE_ID, create_sandbox_app
+from interlace_mcp.tools._recovery import recover
 from interlace_mcp.tools._registry import build_tool, select_tools, validation_errors
 from interlace_mcp.tools._runtime import PolicyStore, RateLimiter, Runtime
 
@@ -98,7 +100,13 @@ async def open_runtime(
         runtime.client = client
         try:
             await start(runtime)
-            yield runtime
+            async with anyio.create_task_group() as tasks:
+                if settings.reconcile_interval_seconds > 0:
+                    tasks.start_soon(_recover_periodically, runtime)
+                try:
+                    yield runtime
+                finally:
+                    tasks.cancel_scope.cancel()
         finally:
             runtime.client = None
 
@@ -181,14 +189,17 @@ async def start(runtime: Runtime) -> None:
 
 
 async def _recover(runtime: Runtime) -> None:
-    """Report requests whose upstream outcome is unknown (they are resolved on the agent's retry)."""
-    open_requests = runtime.ledger.open_requests(runtime.scope)
-    if open_requests:
-        logger.warning(
-            "%d request(s) with an unconfirmed outcome hold reservations; each resolves when its agent retries "
-            "with the same request_id",
-            len(open_requests),
-        )
+    """Settle requests left unfinished by a crash or an unanswered call (lookup only; no money moves)."""
+    await recover(runtime, grace=runtime.settings.recovery_grace_seconds)
+
+
+async def _recover_periodically(runtime: Runtime) -> None:
+    while True:
+        await anyio.sleep(runtime.settings.reconcile_interval_seconds)
+        try:
+            await recover(runtime, grace=runtime.settings.recovery_grace_seconds)
+        except Exception:  # the timer must survive any one failure; the next round retries
+            logger.exception("periodic recovery failed")
 
 
 def runtime_of_server(server: MCPServer[Any]) -> Runtime:
