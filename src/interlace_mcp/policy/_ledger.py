@@ -138,6 +138,26 @@ CREATE TABLE IF NOT EXISTS cards (
     PRIMARY KEY (scope, card_id)
 );
 CREATE INDEX IF NOT EXISTS cards_by_agent ON cards (scope, agent, deleted_at);
+CREATE TABLE IF NOT EXISTS webhook_events (
+    id TEXT PRIMARY KEY,
+    event_type TEXT NOT NULL,
+    received_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS card_activity (
+    scope TEXT NOT NULL,
+    transaction_id TEXT NOT NULL,
+    card_id TEXT NOT NULL,
+    type INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    amount_minor INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    merchant TEXT,
+    remark TEXT,
+    event_time REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (scope, transaction_id)
+);
+CREATE INDEX IF NOT EXISTS card_activity_by_card ON card_activity (scope, card_id, event_time);
 CREATE TABLE IF NOT EXISTS agent_tokens (
     sha256 TEXT PRIMARY KEY,
     agent TEXT NOT NULL,
@@ -706,6 +726,77 @@ class Ledger:
         with self._lock:
             row = self._conn.execute("SELECT * FROM agent_flags WHERE agent = ? AND frozen = 1", (agent,)).fetchone()
         return (row["reason"], row["updated_by"]) if row else None
+
+    # ---- webhooks: what cards actually did at merchants --------------------------------------
+
+    def record_card_event(
+        self,
+        event_id: str,
+        event_type: str,
+        *,
+        scope: str,
+        transaction_id: str,
+        card_id: str,
+        type_code: int,
+        status: str,
+        amount: Decimal,
+        currency: str,
+        merchant: str | None,
+        remark: str | None,
+        event_time: float,
+    ) -> bool:
+        """Record one notification once (de-duplicated by its id); returns False for a duplicate.
+
+        Out-of-order delivery converges: a final status (CLOSED/FAIL) is never overwritten by an
+        earlier PENDING, and otherwise the newest event time wins.
+        """
+        now = self._clock()
+        rank = {"PENDING": 0, "CLOSED": 1, "FAIL": 1}
+        with self._tx() as cur:
+            seen = cur.execute("SELECT 1 FROM webhook_events WHERE id = ?", (event_id,)).fetchone()
+            if seen:
+                return False
+            cur.execute(
+                "INSERT INTO webhook_events (id, event_type, received_at) VALUES (?, ?, ?)", (event_id, event_type, now)
+            )
+            row = cur.execute(
+                "SELECT status, event_time FROM card_activity WHERE scope = ? AND transaction_id = ?",
+                (scope, transaction_id),
+            ).fetchone()
+            if row is not None:
+                newer = (rank.get(status, 0), event_time) >= (rank.get(row["status"], 0), row["event_time"])
+                if not newer:
+                    return True
+            cur.execute(
+                "INSERT INTO card_activity (scope, transaction_id, card_id, type, status, amount_minor, currency,"
+                " merchant, remark, event_time, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (scope, transaction_id) DO UPDATE SET status = excluded.status,"
+                " amount_minor = excluded.amount_minor, merchant = excluded.merchant, remark = excluded.remark,"
+                " event_time = excluded.event_time, updated_at = excluded.updated_at",
+                (
+                    scope, transaction_id, card_id, type_code, status, to_minor(amount.quantize(Decimal("0.01"))),
+                    currency, merchant, remark, event_time, now,
+                ),
+            )  # fmt: skip
+            return True
+
+    def card_activity(self, scope: str, card_ids: Sequence[str], since: float) -> dict[str, Any]:
+        """Merchant authorizations on these cards since ``since`` (from webhooks): approved sum, declines."""
+        if not card_ids:
+            return {"authorized": Decimal("0.00"), "approved": 0, "declined": 0}
+        marks = ",".join("?" for _ in card_ids)
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT status, amount_minor FROM card_activity WHERE scope = ? AND type = 1 AND event_time >= ?"
+                f" AND card_id IN ({marks})",
+                (scope, since, *card_ids),
+            ).fetchall()
+        approved = [r for r in rows if r["status"] != "FAIL"]
+        return {
+            "authorized": from_minor(sum(int(r["amount_minor"]) for r in approved)),
+            "approved": len(approved),
+            "declined": len(rows) - len(approved),
+        }
 
     # ---- bearer tokens (only their sha256 is stored) ----------------------------------------
 

@@ -37,6 +37,7 @@ from interlace_mcp import __version__
 from interlace_mcp.config import ConfigError, Settings
 from interlace_mcp.policy import token_digest
 from interlace_mcp.server._build import build_runtime, build_server, open_runtime
+from interlace_mcp.server._webhooks import webhook_handler
 from interlace_mcp.tools._runtime import Runtime
 
 __all__ = ["AgentTokenVerifier", "JwtVerifier", "build_http_app", "is_loopback"]
@@ -182,6 +183,8 @@ def build_http_app(
     verifier, auth_settings = _auth(settings, runtime, auth)
     server = build_server(runtime=runtime, token_verifier=verifier, auth=auth_settings, backoff=backoff)
     _add_health(server, runtime)
+    # Not behind bearer auth: Interlace signs each notification (HMAC) instead.
+    server.custom_route("/webhooks/interlace", methods=["POST"])(webhook_handler(runtime))
     if transport == "http":
         app = server.streamable_http_app(transport_security=security)
     else:

@@ -131,6 +131,14 @@ class PendingApproval(BaseModel):
     expires_at: str | None
 
 
+class MerchantActivity(BaseModel):
+    window: Literal["24h"] = "24h"
+    authorized: str = Field(description="approved merchant authorizations on this agent's cards")
+    approved: int
+    declined: int
+    source: Literal["webhooks"] = "webhooks"
+
+
 class SpendStatus(_Result):
     agent: str
     currency: str
@@ -140,6 +148,9 @@ class SpendStatus(_Result):
     active_cards: int
     approval_above: str | None
     pending_approvals: list[PendingApproval]
+    merchant_activity: MerchantActivity = Field(
+        description="what the agent's cards did at merchants in the last 24 h, as Interlace notified (HTTP deployments)"
+    )
 
 
 class RequestStatus(_Result):

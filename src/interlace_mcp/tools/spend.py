@@ -8,7 +8,7 @@ from mcp.server.mcpserver import Context
 
 from interlace_mcp.money import format_amount
 from interlace_mcp.tools._flow import in_thread
-from interlace_mcp.tools._results import PendingApproval, SpendStatus, SpendWindow
+from interlace_mcp.tools._results import MerchantActivity, PendingApproval, SpendStatus, SpendWindow
 from interlace_mcp.tools._runtime import runtime_of
 
 __all__ = ["get_spend_status"]
@@ -24,6 +24,9 @@ async def get_spend_status(ctx: Context[Any, Any]) -> SpendStatus:
     cards = await in_thread(rt.ledger.agent_cards, rt.scope, agent)
     frozen = await in_thread(rt.ledger.agent_frozen, agent)
     open_approvals = [a for a in approvals if a.status in ("pending", "approved") and a.scope == rt.scope]
+    activity = await in_thread(
+        rt.ledger.card_activity, rt.scope, [c.card_id for c in cards], rt.ledger.now() - 24 * 3600
+    )
     return SpendStatus(
         agent=agent,
         currency=policy.currency,
@@ -45,5 +48,10 @@ async def get_spend_status(ctx: Context[Any, Any]) -> SpendStatus:
             )
             for a in open_approvals
         ],
+        merchant_activity=MerchantActivity(
+            authorized=format_amount(activity["authorized"]),
+            approved=activity["approved"],
+            declined=activity["declined"],
+        ),
         sandbox=rt.sandbox,
     )
