@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 from mcp.server.mcpserver import Context
 
+from interlace_mcp._crash import crashpoint
 from interlace_mcp.client import InterlaceError
 from interlace_mcp.money import format_amount
 from interlace_mcp.policy import (
@@ -153,6 +154,7 @@ async def run_money(ctx: Context[Any, Any], op: MoneyOp) -> MoneyMovement:
     )
     record = begun.record
     if begun.is_new:
+        crashpoint("after_reserve")
         if record.status == "pending_approval":
             logger.info("request %s/%s of %s is pending approval %s", op.tool, op.request_id, agent, record.approval_id)
             await rt.notify_approval(record)
@@ -196,7 +198,9 @@ async def _execute(
         # Once the first upstream send may have started, finish (or fail) it even if the caller cancels:
         # the outcome is then recorded and a retry with the same request_id learns it.
         with anyio.CancelScope(shield=True):
+            crashpoint("after_intent")
             outcome = await op.execute(execution)
+            crashpoint("after_upstream")
     except Refusal:
         await in_thread(rt.ledger.abandon, key)
         raise
@@ -233,6 +237,7 @@ async def _execute(
         warnings=outcome.warnings or None,
     )
     await in_thread(rt.ledger.complete, key, movement.model_dump(mode="json"))
+    crashpoint("after_commit")
     if replayed:
         movement = movement.model_copy(update={"replayed": True})
     return movement
