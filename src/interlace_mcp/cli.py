@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from interlace_mcp import __version__
 from interlace_mcp._logging import configure_logging
+from interlace_mcp.audit import AuditLog
 from interlace_mcp.client import InterlaceClient, InterlaceError
 from interlace_mcp.config import ConfigError, Settings
 from interlace_mcp.money import AmountError, format_amount, parse_amount
@@ -70,6 +71,14 @@ def _parser() -> argparse.ArgumentParser:
     purchase.add_argument("--mcc", default=None)
 
     sub.add_parser("check", help="validate settings and policy; print resolved values and tools per agent")
+
+    audit = sub.add_parser("audit", help="the tamper-evident audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    audit_sub.add_parser("verify", help="check the hash chain; names the first bad record")
+    tail = audit_sub.add_parser("tail", help="recent records (card data is never in them)")
+    tail.add_argument("-n", type=int, default=20)
+    tail.add_argument("--agent", default=None)
+    tail.add_argument("--json", action="store_true")
     sub.add_parser("doctor", help="check the configured Interlace: auth, account, balance, BINs, cardholders")
 
     approvals = sub.add_parser("approvals", help="the human side of approvals")
@@ -139,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _approvals(args, settings)
         if command == "spend":
             return anyio.run(_spend, args, settings)
+        if command == "audit":
+            return _audit(args, settings)
         if command == "reconcile":
             return anyio.run(_reconcile, args, settings)
         if command == "agents":
@@ -340,6 +351,18 @@ def _approvals(args: argparse.Namespace, settings: Settings) -> int:
     except (KeyError, ValueError) as exc:
         print(f"interlace-mcp: {exc.args[0]}", file=sys.stderr)
         return 1
+    runtime.audit.append(
+        agent=decided.agent,
+        tool=decided.tool,
+        event="approval_decision",
+        decision="approved" if approve else "denied",
+        amount=format_amount(decided.amount),
+        currency=decided.currency,
+        request_id=decided.request_id,
+        actor=decided.decided_by,
+        detail=args.reason,
+        scope=decided.scope,
+    )
     verb = "approved" if approve else "denied"
     print(
         f"{decided.id} {verb}: {decided.agent} {decided.tool} {format_amount(decided.amount)} {decided.currency}"
@@ -379,6 +402,29 @@ async def _spend(args: argparse.Namespace, settings: Settings) -> int:
                 f"  {w['window']:<12}{w['limit'] or 'none':>12}{w['spent']:>12}{w['reserved']:>12}"
                 f"{w['remaining'] or '-':>12}  {w['resets_at'] or '-'}"
             )
+    return 0
+
+
+def _audit(args: argparse.Namespace, settings: Settings) -> int:
+    log = AuditLog.from_url(settings.resolved_database_url())
+    if args.audit_command == "verify":
+        result = log.verify()
+        if result.ok:
+            print(f"audit log ok: {result.records} records, chain and anchor intact")
+            return 0
+        where = f"first bad record: seq {result.first_bad_seq}" if result.first_bad_seq else "location unknown"
+        print(f"AUDIT LOG TAMPERED: {result.reason} ({where}; {result.records} records verified before it)")
+        return 1
+    records = log.tail(args.n, agent=args.agent)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in records], indent=2, default=str))
+        return 0
+    for r in records:
+        d = r.as_dict()
+        extras = " ".join(
+            f"{k}={d[k]}" for k in ("decision", "amount", "currency", "request_id", "outcome", "actor") if d.get(k)
+        )
+        print(f"{d['seq']:>6} {d['ts']} {d['agent']:<16} {d['tool']:<20} {d['event']:<16} {extras}")
     return 0
 
 
@@ -475,6 +521,15 @@ async def _agents(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"card {card.card_id}: {exc}", file=sys.stderr)
         if not freeze:
             ledger.set_agent_frozen(args.name, False, by=by, reason=args.reason)
+        runtime.audit.append(
+            agent=args.name,
+            tool="agents",
+            event="agent_frozen" if freeze else "agent_unfrozen",
+            actor=by,
+            detail=args.reason,
+            outcome=f"{len(cards) - failures}/{len(cards)} cards",
+            scope=runtime.scope,
+        )
     action = "frozen" if freeze else "unfrozen"
     print(f"agent {args.name} {action}: {len(cards) - failures} of {len(cards)} card(s) {action} at Interlace")
     return 1 if failures else 0

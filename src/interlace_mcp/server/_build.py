@@ -17,6 +17,7 @@ from mcp.server.auth.settings import AuthSettings
 from starlette.applications import Starlette
 
 from interlace_mcp import __version__
+from interlace_mcp.audit import AuditLog
 from interlace_mcp.client import InterlaceClient, InterlaceError
 from interlace_mcp.config import Settings, Upstream, resolve_upstream
 from interlace_mcp.policy import SANDBOX_PAYEE, Ledger, Payee
@@ -62,12 +63,14 @@ def build_runtime(
         else None
     )
     policies = PolicyStore(settings.policy_file, emulator=upstream.emulator, sandbox_payee=payee)
+    audit = AuditLog.from_url(settings.resolved_database_url(), clock=clock or time.time)
     return Runtime(
         settings=settings,
         upstream=upstream,
         ledger=ledger,
         policies=policies,
         rate_limiter=RateLimiter(settings.rate_limit_per_minute),
+        audit=audit,
         account_id=settings.account_id or (ACCOUNT_ID if upstream.embedded else ""),
     )
 

@@ -15,6 +15,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from mcp.types import CallToolResult, TextContent
 
+from interlace_mcp.audit import AuditWriteError
 from interlace_mcp.client import (
     AuthenticationError,
     CardStateError,
@@ -118,5 +119,9 @@ def returns_refusals(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]
             return Refusal(refused.violations).result()  # type: ignore[return-value]
         except RequestConflict as conflict:
             return Refusal.one("request_id_conflict", str(conflict)).result()  # type: ignore[return-value]
+        except AuditWriteError:
+            return Refusal.one(  # type: ignore[return-value]
+                "audit_unavailable", "the audit log cannot be written, so nothing was done; an operator must fix it"
+            ).result()
 
     return wrapper

@@ -26,6 +26,7 @@ import anyio.to_thread
 from mcp.server.mcpserver import Context
 
 from interlace_mcp._crash import crashpoint
+from interlace_mcp.audit import AuditWriteError
 from interlace_mcp.client import InterlaceError
 from interlace_mcp.money import format_amount
 from interlace_mcp.policy import (
@@ -195,6 +196,26 @@ async def _execute(
 ) -> MoneyMovement:
     execution = Execution(rt, agent, policy, key, record, resumed=resumed)
     try:
+        await rt.record(
+            required=True,
+            agent=agent,
+            tool=op.tool,
+            event="decision",
+            decision="allow" if record.approval_id is None else "approved",
+            amount=_fmt(op.amount),
+            currency=op.currency,
+            request_id=op.request_id,
+            upstream_ids={"idempotency_keys": ",".join(record.keys.values())},
+            detail=op.summary,
+        )
+    except AuditWriteError:
+        # Fail closed: no audit record, no money movement. A resumed request keeps its reservation.
+        if not resumed:
+            await in_thread(rt.ledger.abandon, key)
+        raise Refusal.one(
+            "audit_unavailable", "the audit log cannot be written, so no money moves; an operator must fix it"
+        ) from None
+    try:
         # Once the first upstream send may have started, finish (or fail) it even if the caller cancels:
         # the outcome is then recorded and a retry with the same request_id learns it.
         with anyio.CancelScope(shield=True):
@@ -238,6 +259,16 @@ async def _execute(
     )
     await in_thread(rt.ledger.complete, key, movement.model_dump(mode="json"))
     crashpoint("after_commit")
+    await rt.record(
+        agent=agent,
+        tool=op.tool,
+        event="outcome",
+        amount=movement.amount,
+        currency=op.currency,
+        request_id=op.request_id,
+        upstream_ids={"transaction_id": outcome.transaction_id or ""},
+        outcome="completed",
+    )
     if replayed:
         movement = movement.model_copy(update={"replayed": True})
     return movement

@@ -12,10 +12,11 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, cast
 
 from mcp.server.mcpserver.tools import Tool
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, ConfigDict
 
 from interlace_mcp.policy import tool_violation
@@ -116,23 +117,49 @@ def _guard(spec: ToolSpec) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(spec.fn)
     async def guarded(*args: Any, **kwargs: Any) -> Any:
         ctx = kwargs.get("ctx")
-        if ctx is not None:
-            rt = runtime_of(ctx)
-            agent = rt.agent_of(ctx)
-            violation = tool_violation(rt.policies.for_agent(agent), spec.name)
-            if violation is not None:
-                return Refusal([violation]).result()
-            limited = rt.rate_limiter.check(agent)
-            if limited is not None:
-                return Refusal.one(
-                    "rate_limited",
-                    f"agent {agent!r} made more than {rt.settings.rate_limit_per_minute} tool calls in a minute;"
-                    f" retry in {limited:.0f} s",
-                    retry_after_seconds=round(limited, 1),
-                ).result()
-        return await inner(*args, **kwargs)
+        if ctx is None:  # pragma: no cover - the SDK always injects the context
+            return await inner(*args, **kwargs)
+        rt = runtime_of(ctx)
+        agent = rt.agent_of(ctx)
+        result: Any
+        violation = tool_violation(rt.policies.for_agent(agent), spec.name)
+        limited = rt.rate_limiter.check(agent) if violation is None else None
+        if violation is not None:
+            result = Refusal([violation]).result()
+        elif limited is not None:
+            result = Refusal.one(
+                "rate_limited",
+                f"agent {agent!r} made more than {rt.settings.rate_limit_per_minute} tool calls in a minute;"
+                f" retry in {limited:.0f} s",
+                retry_after_seconds=round(limited, 1),
+            ).result()
+        else:
+            result = await inner(*args, **kwargs)
+        await rt.record(
+            agent=agent,
+            tool=spec.name,
+            event="tool_call",
+            arguments=_audit_arguments(kwargs),
+            amount=str(kwargs["amount"]) if "amount" in kwargs else None,
+            request_id=kwargs.get("request_id"),
+            outcome=_outcome(result),
+        )
+        return result
 
     return guarded
+
+
+def _audit_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The call's arguments as the agent sent them (amounts as strings); never the context."""
+    return {k: str(v) if isinstance(v, Decimal) else v for k, v in kwargs.items() if k not in ("ctx", "confirmation")}
+
+
+def _outcome(result: Any) -> str:
+    if isinstance(result, CallToolResult) and result.is_error:
+        code = (result.structured_content or {}).get("code", "error")
+        return f"refused:{code}"
+    status = getattr(result, "status", None)
+    return f"ok:{status}" if isinstance(status, str) else "ok"
 
 
 def build_tool(spec: ToolSpec) -> Tool:

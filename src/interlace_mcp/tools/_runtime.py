@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -10,10 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import httpx
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import Context
 
+from interlace_mcp.audit import AuditLog, AuditWriteError
 from interlace_mcp.client import InterlaceClient
 from interlace_mcp.config import Settings, Upstream
 from interlace_mcp.policy import (
@@ -128,6 +131,7 @@ class Runtime:
     ledger: Ledger
     policies: PolicyStore
     rate_limiter: RateLimiter
+    audit: AuditLog
     reveal_limiter: RevealLimiter = field(default_factory=RevealLimiter)
     client: InterlaceClient | None = None
     account_id: str = ""
@@ -161,6 +165,18 @@ class Runtime:
                 await http.post(url, json=notice)
         except httpx.HTTPError as exc:
             logger.warning("approval notice to INTERLACE_APPROVAL_NOTIFY_URL failed: %s", type(exc).__name__)
+
+    async def record(self, *, required: bool = False, **fields: Any) -> bool:
+        """Append one audit record (scoped to this upstream). ``required``: raise AuditWriteError on failure
+        (money tools fail closed); otherwise log loudly and go on (the money already moved)."""
+        try:
+            await anyio.to_thread.run_sync(functools.partial(self.audit.append, scope=self.scope, **fields))
+            return True
+        except AuditWriteError:
+            if required:
+                raise
+            logger.critical("audit record could not be written: %s", fields.get("event"))
+            return False
 
     def agent_of(self, ctx: Context[Any, Any]) -> str:
         """Who is calling: the verified bearer token's agent on HTTP, else INTERLACE_AGENT_ID. Never an argument."""

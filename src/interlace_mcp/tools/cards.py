@@ -336,17 +336,27 @@ async def get_card(card_id: CardId, ctx: Context[Any, Any], reveal: Reveal = Fal
     rt = runtime_of(ctx)
     agent = rt.agent_of(ctx)
     record = await owned_card(rt, agent, card_id)
-    mode = rt.policies.for_agent(agent).reveal if reveal else False
-    if reveal and mode is False:
+    if not reveal:
+        card, summary = await fetch_card(rt, card_id)
+        return card_result(rt, card, summary=summary, record=record)
+    mode = rt.policies.for_agent(agent).reveal
+    wait = rt.reveal_limiter.check(agent, card_id) if mode is not False else None
+    refused = "refused:reveal_not_allowed" if mode is False else "refused:rate_limited" if wait is not None else None
+    # Every attempt is audited (never the data); no audit record, no card data (fail closed).
+    await rt.record(
+        required=True,
+        agent=agent,
+        tool="get_card",
+        event="card_data_access",
+        arguments={"card_id": card_id, "mode": str(mode)},
+        outcome=refused or "attempt",
+    )
+    if mode is False:
         raise Refusal.one(
             "reveal_not_allowed",
             f"agent {agent!r} may not see card details (policy reveal = false); call get_card without "
             "reveal for the masked card, or ask an operator",
         )
-    card, summary = await fetch_card(rt, card_id)
-    if not reveal:
-        return card_result(rt, card, summary=summary, record=record)
-    wait = rt.reveal_limiter.check(agent, card_id)
     if wait is not None:
         logger.warning("card details reveal refused (rate) for agent %s card %s", agent, card_id)
         raise Refusal.one(
@@ -355,6 +365,7 @@ async def get_card(card_id: CardId, ctx: Context[Any, Any], reveal: Reveal = Fal
             f" retry in {wait:.0f} s",
             retry_after_seconds=round(wait, 1),
         )
+    card, summary = await fetch_card(rt, card_id)
     try:
         if mode == "token":
             token = await rt.api.get_private_info_token(card_id)

@@ -1,0 +1,533 @@
+"""The append-only, hash-chained audit log (threats H1-H5), in the ledger's SQLite database.
+
+Each record is canonical JSON (sorted keys, UTF-8, no whitespace) holding its ``seq``, ``ts``, every
+field and ``prev_hash``; ``hash = sha256(prev_hash || record_json)``, the first ``prev_hash`` being 64
+zeros. Card data never reaches the database: every string goes through :func:`redact` and the
+values of secret-named keys (``card_number``, ``cvv``, ``pan``, ``token``, ...) are replaced before
+hashing.
+
+The head (``seq``, ``hash``) is also written to an *anchor* file outside the database (default
+``<db>.audit-head``), atomically and inside the same write transaction, so a deleted or truncated
+tail, or a chain recomputed from some record on, no longer matches it. Before each append the head is
+compared with the anchor; if they differ (the tail was cut, the chain rewritten, the anchor lost), a
+``audit_anchor_mismatch`` record describing both is written first, so the evidence is chained into the
+log instead of being overwritten, and :meth:`AuditLog.verify` reports it for good.
+
+With ``hmac_key`` (kept outside the database), each record also carries ``HMAC(key, hash)``: a forged
+record inserted with recomputed hashes is then located exactly.
+
+Storage and concurrency copy the ledger: its own connection (WAL, ``synchronous=FULL``,
+``busy_timeout``), a lock for threads, and one ``BEGIN IMMEDIATE`` transaction per append, so
+threads and processes sharing the file get contiguous ``seq`` values and one chain. Do not call
+:meth:`AuditLog.append` while holding another write transaction on the same file. Every writer of a
+file must use the same anchor path (and HMAC key).
+
+Any failure to store a record raises :class:`AuditWriteError`; callers refuse money tools on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import os
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from interlace_mcp.audit._record import (
+    GENESIS_HASH,
+    AuditRecord,
+    canonical_json,
+    chain_hash,
+    record_mac,
+    scrub,
+    ts_utc,
+)
+
+__all__ = ["ANCHOR_MISMATCH_EVENT", "AuditLog", "AuditWriteError", "VerifyResult"]
+
+#: The event of the record written when the log's head did not match its anchor.
+ANCHOR_MISMATCH_EVENT = "audit_anchor_mismatch"
+_ANCHOR_SUFFIX = ".audit-head"
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS audit_log (
+        seq INTEGER PRIMARY KEY,
+        ts TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        tool TEXT NOT NULL,
+        event TEXT NOT NULL,
+        record_json TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        mac TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS audit_log_by_agent ON audit_log (agent, seq)",
+    # Guards against accidental edits by other code; tamper *evidence* is the chain and the anchor.
+    "CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log"
+    " BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log"
+    " BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+)
+
+
+class AuditWriteError(RuntimeError):
+    """A record could not be stored (database error, read-only or full disk, anchor write failed)."""
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """``records``: how many records were checked and found good (all of them when ``ok``)."""
+
+    ok: bool
+    records: int
+    first_bad_seq: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Head:
+    seq: int
+    hash: str
+    prev_hash: str
+
+
+class _CorruptAnchor(ValueError):
+    pass
+
+
+def _short(digest: str) -> str:
+    return digest[:12] + "..."
+
+
+class AuditLog:
+    """Tamper-evident audit log in a SQLite file. Thread-safe; several processes may share the file."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        anchor_path: Path | None = None,
+        hmac_key: bytes | None = None,
+    ) -> None:
+        self.path = str(path)
+        memory = self.path == ":memory:"
+        if anchor_path is None and not memory:
+            anchor_path = Path(self.path + _ANCHOR_SUFFIX)
+        #: ``None`` only for an in-memory database: the anchor is then kept in this object.
+        self.anchor_path = anchor_path
+        self._mem_anchor: bytes | None = None
+        self._clock = clock
+        self._key = hmac_key
+        self._lock = threading.RLock()
+        try:
+            if not memory:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        except (sqlite3.Error, OSError) as exc:
+            raise AuditWriteError(f"cannot open the audit log {self.path}: {exc}") from exc
+        try:
+            self._conn.execute("PRAGMA busy_timeout = 30000")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = FULL")
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _SCHEMA:
+                    cur.execute(statement)
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise AuditWriteError(f"cannot open the audit log {self.path}: {exc}") from exc
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        anchor_path: Path | None = None,
+        hmac_key: bytes | None = None,
+    ) -> AuditLog:
+        """``sqlite:///absolute/path`` or ``sqlite:///:memory:`` (the ledger's URL)."""
+        if url.startswith("sqlite:///"):
+            return cls(url[len("sqlite:///") :], clock=clock, anchor_path=anchor_path, hmac_key=hmac_key)
+        if url.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                "INTERLACE_DATABASE_URL: PostgreSQL is not supported by this build yet; use sqlite:///path"
+            )
+        raise ValueError(f"INTERLACE_DATABASE_URL must start with sqlite:/// (got {url.split(':', 1)[0]}:...)")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- writing -----------------------------------------------------------------------------
+
+    def append(
+        self,
+        *,
+        agent: str,
+        tool: str,
+        event: str,
+        decision: str | None = None,
+        arguments: Mapping[str, Any] | None = None,
+        amount: str | None = None,
+        currency: str | None = None,
+        request_id: str | None = None,
+        upstream_ids: Mapping[str, str] | None = None,
+        outcome: str | None = None,
+        detail: str | None = None,
+        actor: str | None = None,
+        scope: str | None = None,
+    ) -> AuditRecord:
+        """Store one record durably and return it; raises :class:`AuditWriteError` if it was not stored."""
+        if event == ANCHOR_MISMATCH_EVENT:
+            raise ValueError(f"event {ANCHOR_MISMATCH_EVENT!r} is reserved for the audit log itself")
+        try:
+            fields = {
+                "agent": scrub(agent),
+                "tool": scrub(tool),
+                "event": scrub(event),
+                "decision": scrub(decision),
+                "arguments": scrub(arguments),
+                "amount": scrub(amount),
+                "currency": scrub(currency),
+                "request_id": scrub(request_id),
+                "upstream_ids": scrub(upstream_ids),
+                "outcome": scrub(outcome),
+                "detail": scrub(detail),
+                "actor": scrub(actor),
+                "scope": scrub(scope),
+            }
+            return self._append(fields)
+        except AuditWriteError:
+            raise
+        except (sqlite3.Error, OSError, ValueError, TypeError) as exc:
+            raise AuditWriteError(f"audit record not stored: {type(exc).__name__}: {exc}") from exc
+
+    def _append(self, fields: dict[str, Any]) -> AuditRecord:
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            anchor_before: bytes | None = None
+            anchor_written = False
+            try:
+                row = cur.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+                head_seq, head_hash = (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
+                anchor_before = self._read_anchor_bytes()
+                mismatch = self._anchor_mismatch(anchor_before, head_seq, head_hash)
+                if mismatch is not None:
+                    head_seq, head_hash, _ = self._insert(cur, head_seq, head_hash, mismatch)
+                seq, digest, record_json = self._insert(cur, head_seq, head_hash, fields)
+                anchor_written = True
+                self._write_anchor(_Head(seq, digest, head_hash))
+                cur.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        cur.execute("ROLLBACK")
+                if anchor_written:
+                    self._restore_anchor(anchor_before)
+                raise
+            finally:
+                cur.close()
+        return AuditRecord.from_json(record_json, digest)
+
+    def _insert(
+        self, cur: sqlite3.Cursor, head_seq: int, head_hash: str, fields: Mapping[str, Any]
+    ) -> tuple[int, str, str]:
+        seq = head_seq + 1
+        record = {**fields, "seq": seq, "ts": ts_utc(self._clock()), "prev_hash": head_hash}
+        record_json = canonical_json(record)
+        digest = chain_hash(head_hash, record_json)
+        mac = record_mac(self._key, digest) if self._key is not None else None
+        cur.execute(
+            "INSERT INTO audit_log (seq, ts, agent, tool, event, record_json, prev_hash, hash, mac)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (seq, record["ts"], record["agent"], record["tool"], record["event"], record_json, head_hash, digest, mac),
+        )
+        return seq, digest, record_json
+
+    def _anchor_mismatch(self, anchor_bytes: bytes | None, head_seq: int, head_hash: str) -> dict[str, Any] | None:
+        """The fields of an ``audit_anchor_mismatch`` record, or ``None`` when the anchor matches the head."""
+        try:
+            anchor = _parse_anchor(anchor_bytes)
+        except _CorruptAnchor:
+            said = "the anchor is unreadable"
+            anchor_seq: int | None = None
+            anchor_hash: str | None = None
+        else:
+            if anchor is None and head_seq == 0:
+                return None
+            if anchor is not None and anchor.seq == head_seq and anchor.hash == head_hash:
+                return None
+            anchor_seq = anchor.seq if anchor else None
+            anchor_hash = anchor.hash if anchor else None
+            said = (
+                "the anchor is missing"
+                if anchor is None
+                else f"the anchor says seq {anchor.seq} hash {_short(anchor.hash)}"
+            )
+        detail = (
+            f"before this record the log ended at seq {head_seq} hash {_short(head_hash)} but {said}:"
+            " records were deleted or rewritten, or the anchor was lost"
+        )
+        return {
+            "agent": "-",
+            "tool": "audit",
+            "event": ANCHOR_MISMATCH_EVENT,
+            "decision": None,
+            "arguments": {
+                "anchor_seq": anchor_seq,
+                "anchor_hash": anchor_hash,
+                "log_head_seq": head_seq,
+                "log_head_hash": head_hash,
+            },
+            "amount": None,
+            "currency": None,
+            "request_id": None,
+            "upstream_ids": None,
+            "outcome": "anchor_mismatch",
+            "detail": detail,
+            "actor": "interlace-mcp",
+            "scope": None,
+        }
+
+    # ---- the anchor --------------------------------------------------------------------------
+
+    def _read_anchor_bytes(self) -> bytes | None:
+        if self.anchor_path is None:
+            return self._mem_anchor
+        try:
+            return self.anchor_path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def _write_anchor(self, head: _Head) -> None:
+        data = (canonical_json({"seq": head.seq, "hash": head.hash, "prev_hash": head.prev_hash}) + "\n").encode()
+        self._write_anchor_bytes(data)
+
+    def _write_anchor_bytes(self, data: bytes) -> None:
+        if self.anchor_path is None:
+            self._mem_anchor = data
+            return
+        target = self.anchor_path
+        fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(target.parent)
+
+    def _restore_anchor(self, data: bytes | None) -> None:
+        """Best effort: put the anchor back after a failed commit (the record it named was not stored)."""
+        with contextlib.suppress(OSError):
+            if data is not None:
+                self._write_anchor_bytes(data)
+            elif self.anchor_path is None:
+                self._mem_anchor = None
+            else:
+                self.anchor_path.unlink(missing_ok=True)
+
+    # ---- reading -----------------------------------------------------------------------------
+
+    def tail(self, n: int = 20, *, agent: str | None = None) -> list[AuditRecord]:
+        """The last ``n`` records (of ``agent`` if given), newest last."""
+        if n <= 0:
+            return []
+        sql = "SELECT record_json, hash FROM audit_log"
+        params: tuple[Any, ...] = ()
+        if agent is not None:
+            sql += " WHERE agent = ?"
+            params = (agent,)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        with self._lock:
+            rows = self._conn.execute(sql, (*params, n)).fetchall()
+        return [AuditRecord.from_json(row[0], row[1]) for row in reversed(rows)]
+
+    def count(self, *, agent: str | None = None, event: str | None = None) -> int:
+        clauses: list[str] = []
+        params: list[str] = []
+        if agent is not None:
+            clauses.append("agent = ?")
+            params.append(agent)
+        if event is not None:
+            clauses.append("event = ?")
+            params.append(event)
+        sql = "SELECT COUNT(*) FROM audit_log" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        with self._lock:
+            return int(self._conn.execute(sql, params).fetchone()[0])
+
+    # ---- verification ------------------------------------------------------------------------
+
+    def verify(self) -> VerifyResult:
+        """Walk the chain in seq order and compare its head with the anchor; name the first bad record."""
+        with self._lock:
+            cur = self._conn.cursor()
+            try:
+                try:
+                    cur.execute("BEGIN IMMEDIATE")  # holds writers off: the anchor and the rows agree
+                except sqlite3.OperationalError as exc:
+                    if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_READONLY:
+                        raise
+                    cur.execute("BEGIN")
+                try:
+                    return self._verify(cur)
+                finally:
+                    if self._conn.in_transaction:
+                        cur.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                return VerifyResult(False, 0, None, f"cannot read the audit log: {exc}")
+            finally:
+                cur.close()
+
+    def _verify(self, cur: sqlite3.Cursor) -> VerifyResult:
+        anchor_problem: str | None = None
+        anchor: _Head | None = None
+        try:
+            anchor = _parse_anchor(self._read_anchor_bytes())
+        except _CorruptAnchor:
+            anchor_problem = f"the anchor {self.anchor_path} is unreadable"
+        except OSError as exc:
+            anchor_problem = f"the anchor {self.anchor_path} cannot be read: {exc}"
+
+        good = 0
+        expected = 1
+        prev_hash = GENESIS_HASH
+        hash_at_anchor: str | None = None
+
+        def bad(seq: int | None, reason: str) -> VerifyResult:
+            return VerifyResult(False, good, seq, reason)
+
+        rows = cur.execute(
+            "SELECT seq, ts, agent, tool, event, record_json, prev_hash, hash, mac FROM audit_log ORDER BY seq"
+        )
+        for seq, ts, agent, tool, event, record_json, row_prev, row_hash, mac in rows:
+            if seq != expected:
+                if seq < expected:
+                    return bad(seq, f"seq {seq}: unexpected record before seq {expected} (inserted)")
+                return bad(
+                    expected,
+                    f"seq {expected}: record missing (deleted); the next record is seq {seq}",
+                )
+            if not isinstance(record_json, str) or not isinstance(row_prev, str):
+                return bad(seq, f"seq {seq}: record is not text (edited)")
+            if chain_hash(row_prev, record_json) != row_hash:
+                return bad(seq, f"seq {seq}: hash does not match the record (record edited)")
+            try:
+                data = json.loads(record_json)
+                if not isinstance(data, dict):
+                    raise ValueError("not an object")
+            except ValueError:
+                return bad(seq, f"seq {seq}: record is not a JSON object (edited)")
+            if data.get("seq") != seq:
+                return bad(seq, f"seq {seq}: record holds seq {data.get('seq')!r} (moved, swapped or inserted)")
+            if data.get("prev_hash") != row_prev:
+                return bad(seq, f"seq {seq}: prev_hash column differs from the hashed record (edited)")
+            columns = {"ts": ts, "agent": agent, "tool": tool, "event": event}
+            for name, value in columns.items():
+                if data.get(name) != value:
+                    return bad(seq, f"seq {seq}: column {name} differs from the hashed record (edited)")
+            if self._key is not None and (
+                not isinstance(mac, str) or not hmac.compare_digest(mac, record_mac(self._key, row_hash))
+            ):
+                return bad(seq, f"seq {seq}: HMAC does not match (forged, or re-hashed without the key)")
+            if row_prev != prev_hash:
+                if seq == 1:
+                    return bad(1, "seq 1: prev_hash is not the genesis hash (records before it removed or forged)")
+                return bad(
+                    seq - 1,
+                    f"seq {seq - 1}: its hash is not the prev_hash that seq {seq} holds for it"
+                    " (record edited and re-hashed, or records removed or inserted here)",
+                )
+            if data.get("event") == ANCHOR_MISMATCH_EVENT:
+                return bad(seq, f"seq {seq}: written after a tamper check failed: {data.get('detail')}")
+            if anchor is not None and seq == anchor.seq:
+                hash_at_anchor = row_hash
+            good += 1
+            expected = seq + 1
+            prev_hash = row_hash
+
+        last_seq = expected - 1
+        if anchor_problem is not None:
+            return bad(None, f"{anchor_problem}; the tail of the log cannot be checked")
+        if anchor is None:
+            if last_seq == 0:
+                return VerifyResult(True, 0, None, "empty audit log")
+            return bad(None, f"the anchor {self.anchor_path} is missing; the tail of the log cannot be checked")
+        if anchor.seq > last_seq:
+            if anchor.seq == last_seq + 1 and anchor.prev_hash == prev_hash:
+                return bad(
+                    last_seq + 1,
+                    f"seq {last_seq + 1}: last record missing (deleted, or lost in a crash before it was"
+                    f" committed); the anchor names it as the head",
+                )
+            return bad(
+                last_seq + 1,
+                f"seq {last_seq + 1}: records {last_seq + 1}..{anchor.seq} missing (tail truncated);"
+                f" the anchor says the head is seq {anchor.seq}",
+            )
+        if hash_at_anchor != anchor.hash:
+            return bad(
+                None,
+                f"the record at the anchored head (seq {anchor.seq}) has hash {_short(str(hash_at_anchor))},"
+                f" the anchor says {_short(anchor.hash)}: the chain was rewritten at or before seq {anchor.seq}"
+                " and recomputed (which record was changed first cannot be told without an HMAC key)",
+            )
+        if anchor.seq < last_seq:
+            return bad(
+                anchor.seq + 1,
+                f"seq {anchor.seq + 1}: records {anchor.seq + 1}..{last_seq} follow the anchored head"
+                f" (seq {anchor.seq}) but were not anchored (appended outside the audit log)",
+            )
+        return VerifyResult(True, good, None, f"{good} records, chain intact, head seq {last_seq} matches the anchor")
+
+
+def _parse_anchor(data: bytes | None) -> _Head | None:
+    if data is None:
+        return None
+    try:
+        obj = json.loads(data)
+        head = _Head(int(obj["seq"]), str(obj["hash"]), str(obj["prev_hash"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _CorruptAnchor(str(exc)) from exc
+    if head.seq < 1:
+        raise _CorruptAnchor(f"seq {head.seq}")
+    return head
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
