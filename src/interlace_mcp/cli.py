@@ -34,6 +34,7 @@ from interlace_mcp.sandbox import create_sandbox_app, run_sandbox
 from interlace_mcp.server import build_runtime, build_server, sandbox_state_path
 from interlace_mcp.server._build import start
 from interlace_mcp.server._http import AuthMode, build_http_app
+from interlace_mcp.server._operator import decide_approval, set_agent_frozen
 from interlace_mcp.tools._recovery import reconcile, recover
 from interlace_mcp.tools._registry import select_tools
 from interlace_mcp.tools._runtime import Runtime
@@ -341,28 +342,10 @@ def _approvals(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     approve = args.approvals_command == "approve"
     try:
-        decided = ledger.decide(
-            args.id,
-            approve=approve,
-            by=_operator(args.by),
-            reason=args.reason,
-            ttl=float(settings.approval_ttl_seconds),
-        )
+        decided = decide_approval(runtime, args.id, approve=approve, by=_operator(args.by), reason=args.reason)
     except (KeyError, ValueError) as exc:
         print(f"interlace-mcp: {exc.args[0]}", file=sys.stderr)
         return 1
-    runtime.audit.append(
-        agent=decided.agent,
-        tool=decided.tool,
-        event="approval_decision",
-        decision="approved" if approve else "denied",
-        amount=format_amount(decided.amount),
-        currency=decided.currency,
-        request_id=decided.request_id,
-        actor=decided.decided_by,
-        detail=args.reason,
-        scope=decided.scope,
-    )
     verb = "approved" if approve else "denied"
     print(
         f"{decided.id} {verb}: {decided.agent} {decided.tool} {format_amount(decided.amount)} {decided.currency}"
@@ -499,37 +482,12 @@ def _agent_tokens(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _agents(args: argparse.Namespace, settings: Settings) -> int:
     freeze = args.agents_command == "freeze"
-    by = _operator(args.by)
-    async with _client(settings) as (client, runtime):
+    async with _client(settings) as (_, runtime):
         await start(runtime)
-        ledger = runtime.ledger
-        if freeze:
-            # Block money tools first, then freeze every card upstream.
-            ledger.set_agent_frozen(args.name, True, by=by, reason=args.reason)
-        failures = 0
-        cards = ledger.agent_cards(runtime.scope, args.name)
-        for card in cards:
-            try:
-                if freeze:
-                    await client.freeze_card(card.card_id)
-                    ledger.set_card_frozen_by(runtime.scope, card.card_id, "operator")
-                elif card.frozen_by == "operator":
-                    await client.unfreeze_card(card.card_id)
-                    ledger.set_card_frozen_by(runtime.scope, card.card_id, None)
-            except InterlaceError as exc:
-                failures += 1
-                print(f"card {card.card_id}: {exc}", file=sys.stderr)
-        if not freeze:
-            ledger.set_agent_frozen(args.name, False, by=by, reason=args.reason)
-        runtime.audit.append(
-            agent=args.name,
-            tool="agents",
-            event="agent_frozen" if freeze else "agent_unfrozen",
-            actor=by,
-            detail=args.reason,
-            outcome=f"{len(cards) - failures}/{len(cards)} cards",
-            scope=runtime.scope,
-        )
+        report = await set_agent_frozen(runtime, args.name, freeze=freeze, by=_operator(args.by), reason=args.reason)
+    for failure in report.failures:
+        print(failure, file=sys.stderr)
     action = "frozen" if freeze else "unfrozen"
-    print(f"agent {args.name} {action}: {len(cards) - failures} of {len(cards)} card(s) {action} at Interlace")
-    return 1 if failures else 0
+    done = report.cards - len(report.failures)
+    print(f"agent {args.name} {action}: {done} of {report.cards} card(s) {action} at Interlace")
+    return 1 if report.failures else 0
