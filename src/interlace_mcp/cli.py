@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio
-import httpx
 import uvicorn
 from pydantic import ValidationError
 
@@ -30,9 +29,9 @@ from interlace_mcp.client import InterlaceClient, InterlaceError
 from interlace_mcp.config import ConfigError, Settings
 from interlace_mcp.money import AmountError, format_amount, parse_amount
 from interlace_mcp.policy import PolicyError, token_digest
-from interlace_mcp.sandbox import create_sandbox_app, run_sandbox
+from interlace_mcp.sandbox import run_sandbox
 from interlace_mcp.server import build_runtime, build_server, sandbox_state_path
-from interlace_mcp.server._build import start
+from interlace_mcp.server._build import interlace_client, start
 from interlace_mcp.server._http import AuthMode, build_http_app
 from interlace_mcp.server._operator import decide_approval, set_agent_frozen
 from interlace_mcp.tools._recovery import reconcile, recover
@@ -242,19 +241,7 @@ async def _simulate_purchase(args: argparse.Namespace, settings: Settings) -> in
 async def _client(settings: Settings) -> AsyncIterator[tuple[InterlaceClient, Runtime]]:
     """An Interlace client for one CLI command (on the embedded emulator: its saved state)."""
     runtime = build_runtime(settings)
-    upstream = runtime.upstream
-    transport = None
-    if upstream.embedded:
-        transport = httpx.ASGITransport(app=create_sandbox_app(state_path=sandbox_state_path(settings)))
-    async with InterlaceClient(
-        base_url=upstream.base_url,
-        client_id=upstream.client_id,
-        client_secret=upstream.client_secret,
-        account_id=runtime.account_id or None,
-        transport=transport,
-        timeout=settings.http_timeout_seconds,
-        max_retries=settings.max_retries,
-    ) as client:
+    async with interlace_client(runtime) as client:
         runtime.client = client
         yield client, runtime
 

@@ -75,6 +75,31 @@ def build_runtime(
     )
 
 
+def interlace_client(
+    runtime: Runtime,
+    *,
+    sandbox_app: Starlette | None = None,
+    upstream_transport: httpx.AsyncBaseTransport | None = None,
+    backoff: bool = True,
+) -> InterlaceClient:
+    """The Interlace client for this runtime's upstream; on the embedded emulator, an in-process transport
+    to it (its state file in the state dir, so the CLI and a restarted server see the same cards)."""
+    settings, upstream = runtime.settings, runtime.upstream
+    transport = upstream_transport
+    if transport is None and upstream.embedded:
+        transport = httpx.ASGITransport(app=sandbox_app or create_sandbox_app(state_path=sandbox_state_path(settings)))
+    return InterlaceClient(
+        base_url=upstream.base_url,
+        client_id=upstream.client_id,
+        client_secret=upstream.client_secret,
+        account_id=runtime.account_id or None,
+        transport=transport,
+        timeout=settings.http_timeout_seconds,
+        max_retries=settings.max_retries,
+        backoff=backoff,
+    )
+
+
 @asynccontextmanager
 async def open_runtime(
     runtime: Runtime,
@@ -84,21 +109,11 @@ async def open_runtime(
     backoff: bool = True,
 ) -> AsyncIterator[Runtime]:
     """Open the Interlace client (one per process) and discover what settings left out."""
-    settings, upstream = runtime.settings, runtime.upstream
-    transport = upstream_transport
-    if transport is None and upstream.embedded:
-        app = sandbox_app or create_sandbox_app(state_path=sandbox_state_path(settings))
-        transport = httpx.ASGITransport(app=app)
+    settings = runtime.settings
+    if upstream_transport is None and runtime.upstream.embedded:
         logger.warning("embedded sandbox: no real money moves (emulator state in %s)", sandbox_state_path(settings))
-    async with InterlaceClient(
-        base_url=upstream.base_url,
-        client_id=upstream.client_id,
-        client_secret=upstream.client_secret,
-        account_id=runtime.account_id or None,
-        transport=transport,
-        timeout=settings.http_timeout_seconds,
-        max_retries=settings.max_retries,
-        backoff=backoff,
+    async with interlace_client(
+        runtime, sandbox_app=sandbox_app, upstream_transport=upstream_transport, backoff=backoff
     ) as client:
         runtime.client = client
         try:
