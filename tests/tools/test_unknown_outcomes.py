@@ -110,3 +110,18 @@ async def test_rate_limit_past_retries_is_a_definite_refusal_that_releases(
     assert text.startswith("[upstream_error]") and "rate-limiting" in text and "nothing moved" in text
     assert done["status"] == "completed"
     assert len([m for m in sandbox.snapshot()["movements"] if m["kind"] == "transfer_in"]) == 1
+
+
+async def test_a_failed_read_after_the_movement_keeps_it_in_progress(
+    make_server: ServerFactory, sandbox_app: Any
+) -> None:
+    """Transfer applied, then the card read fails (5xx): in_progress, not a crash; the retry completes once."""
+    sandbox = sandbox_of(sandbox_app)
+    async with Client(make_server()) as c:
+        card_id = (await call(c, "issue_card", {"amount": "2.00", "request_id": "s"}))["card"]["card_id"]
+        sandbox.add_fault(f"/open-api/v3/cards/{card_id}/card-summary", "error", status=500, times=ALL_ATTEMPTS)
+        first = await call(c, "top_up_card", {"card_id": card_id, "amount": "1.00", "request_id": "t"})
+        second = await call(c, "top_up_card", {"card_id": card_id, "amount": "1.00", "request_id": "t"})
+    assert first["status"] == "in_progress"
+    assert second["status"] == "completed" and second["card"]["balance"] == "3.00"
+    assert len([m for m in sandbox.snapshot()["movements"] if m["kind"] == "transfer_in"]) == 1

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+import anyio
 
 from interlace_mcp.client import Card, CardDetails, CardSummary, NotFoundError
 from interlace_mcp.money import format_amount
@@ -87,13 +90,23 @@ def card_result(
 
 
 async def fetch_card(rt: Runtime, card_id: str) -> tuple[Card, CardSummary]:
-    """Card and its summary from Interlace; an id Interlace no longer knows is not found."""
+    """Card and its summary from Interlace (two reads, in parallel); an id Interlace no longer knows is not found."""
+    found: dict[str, Any] = {}
+
+    async def read(name: str, call: Callable[[str], Awaitable[Any]]) -> None:
+        found[name] = await call(card_id)
+
     try:
-        card = await rt.api.get_card(card_id)
-        summary = await rt.api.get_card_summary(card_id)
-    except NotFoundError:
-        raise not_found("card", card_id) from None
-    return card, summary
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read, "card", rt.api.get_card)
+            tg.start_soon(read, "summary", rt.api.get_card_summary)
+    except BaseExceptionGroup as group:
+        # Callers handle plain client errors (unknown outcome, not found...): pass on the first one as is.
+        first = group.exceptions[0]
+        if isinstance(first, NotFoundError):
+            raise not_found("card", card_id) from None
+        raise first from None
+    return found["card"], found["summary"]
 
 
 def as_dict(value: Any) -> dict[str, Any]:
