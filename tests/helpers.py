@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from mcp import Client
 from mcp.server import MCPServer
 from starlette.applications import Starlette
@@ -14,6 +15,9 @@ from interlace_mcp.sandbox import SandboxState
 from interlace_mcp.tools._runtime import Runtime
 
 ServerFactory = Callable[..., MCPServer[Runtime]]
+
+#: Run a database-backed test on SQLite and on PostgreSQL (the ``backend`` fixture in conftest.py).
+BOTH_BACKENDS = pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
 
 
 class Clock:

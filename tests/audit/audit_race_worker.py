@@ -7,11 +7,11 @@ from typing import Any
 from interlace_mcp.audit import AuditLog
 
 
-def append_many(path: str, worker: int, count: int, barrier: Any, results: Any) -> None:
-    """Open the audit log on ``path``, append ``count`` records as agent ``p<worker>``, report the seqs."""
+def append_many(url: str, worker: int, count: int, barrier: Any, results: Any) -> None:
+    """Open the audit log at the database ``url``, append ``count`` records as agent ``p<worker>``, report the seqs."""
     barrier.wait()
     seqs: list[int] = []
-    with AuditLog(path) as log:
+    with AuditLog.from_url(url) as log:
         for i in range(count):
             record = log.append(agent=f"p{worker}", tool="top_up_card", event="decision", request_id=f"r{i}")
             seqs.append(record.seq)

@@ -1,4 +1,7 @@
-"""The audit log (threats H1-H5, C2): hash chain, anchor, tamper detection, concurrency, redaction, fail closed."""
+"""The audit log (threats H1-H5, C2): hash chain, anchor, tamper detection, concurrency, redaction, fail closed.
+
+The chain, tamper and concurrency tests run on SQLite (anchor file) and PostgreSQL (``audit_head`` row).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,9 @@ import json
 import multiprocessing
 import os
 import random
-import shutil
-import sqlite3
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,8 +20,10 @@ from typing import Any
 import audit_race_worker
 import pytest
 
+from helpers import BOTH_BACKENDS
 from interlace_mcp.audit import ANCHOR_MISMATCH_EVENT, GENESIS_HASH, AuditLog, AuditWriteError
 from interlace_mcp.policy import Ledger
+from interlace_mcp.policy._db import Database
 
 PAN = "4111111111111111"
 COLUMNS = ("seq", "ts", "agent", "tool", "event", "record_json", "prev_hash", "hash", "mac")
@@ -38,35 +42,89 @@ def sha(prev_hash: str, record_json: str) -> str:
     return hashlib.sha256((prev_hash + record_json).encode()).hexdigest()
 
 
-def read_rows(db: Path) -> list[dict[str, Any]]:
-    """Every audit row of a database file, in seq order, as dicts."""
-    conn = sqlite3.connect(db)
-    try:
-        rows = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM audit_log ORDER BY seq").fetchall()
-    finally:
-        conn.close()
-    return [dict(zip(COLUMNS, row, strict=True)) for row in rows]
+@dataclass(frozen=True)
+class Store:
+    """One audit database as an attacker (or a test) sees it: raw SQL on the rows and on the anchor."""
+
+    url: str
+
+    @property
+    def postgres(self) -> bool:
+        return self.url.startswith("postgresql://")
+
+    @property
+    def anchor_file(self) -> Path:
+        return Path(self.url.removeprefix("sqlite:///") + ".audit-head")
+
+    def open(self, **kwargs: Any) -> AuditLog:
+        return AuditLog.from_url(self.url, **kwargs)
+
+    def raw(self) -> Database:
+        """A plain connection with the append-only triggers dropped, as an attacker with database access would."""
+        conn = Database.from_url(self.url)
+        for trigger in ("audit_log_no_update", "audit_log_no_delete", "audit_log_no_truncate"):
+            conn.execute(f"DROP TRIGGER IF EXISTS {trigger}" + (" ON audit_log" if self.postgres else ""))
+        return conn
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every audit row, in seq order, as dicts."""
+        conn = Database.from_url(self.url)
+        try:
+            rows = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM audit_log ORDER BY seq").fetchall()
+        finally:
+            conn.close()
+        return [dict(zip(COLUMNS, row, strict=True)) for row in rows]
+
+    def anchor(self) -> bytes | None:
+        if not self.postgres:
+            return self.anchor_file.read_bytes() if self.anchor_file.exists() else None
+        conn = Database.from_url(self.url)
+        try:
+            row = conn.execute("SELECT anchor FROM audit_head WHERE id = 1").fetchone()
+        finally:
+            conn.close()
+        return None if row is None else str(row[0]).encode()
+
+    def set_anchor(self, data: bytes | None) -> None:
+        """Write (or with None, delete) the anchor."""
+        if not self.postgres:
+            if data is None:
+                self.anchor_file.unlink(missing_ok=True)
+            else:
+                self.anchor_file.write_bytes(data)
+            return
+        conn = Database.from_url(self.url)
+        try:
+            conn.execute("DELETE FROM audit_head")
+            if data is not None:
+                conn.execute("INSERT INTO audit_head (id, anchor) VALUES (1, ?)", (data.decode(),))
+        finally:
+            conn.close()
 
 
-def raw(db: Path) -> sqlite3.Connection:
-    """A plain connection with the append-only triggers dropped, as an attacker with file access would."""
-    conn = sqlite3.connect(db, isolation_level=None)
-    conn.execute("DROP TRIGGER IF EXISTS audit_log_no_update")
-    conn.execute("DROP TRIGGER IF EXISTS audit_log_no_delete")
-    return conn
+@pytest.fixture
+def store(database_url: str) -> Store:
+    return Store(database_url)
 
 
-def replace_all(db: Path, rows: list[dict[str, Any]]) -> None:
+def read_rows(db: Store) -> list[dict[str, Any]]:
+    return db.rows()
+
+
+def raw(db: Store) -> Database:
+    return db.raw()
+
+
+def replace_all(db: Store, rows: list[dict[str, Any]]) -> None:
     """Rewrite the whole table with ``rows``."""
     conn = raw(db)
     try:
-        conn.execute("BEGIN")
-        conn.execute("DELETE FROM audit_log")
-        conn.executemany(
-            f"INSERT INTO audit_log ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
-            [tuple(row[c] for c in COLUMNS) for row in rows],
-        )
-        conn.execute("COMMIT")
+        with conn.transaction() as cur:
+            cur.execute("DELETE FROM audit_log")
+            cur.executemany(
+                f"INSERT INTO audit_log ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+                [tuple(row[c] for c in COLUMNS) for row in rows],
+            )
     finally:
         conn.close()
 
@@ -120,10 +178,11 @@ def fill(log: AuditLog, n: int) -> None:
 # ---- the chain ----------------------------------------------------------------------------------
 
 
-def test_chain_of_200_appends_verifies(tmp_path: Path) -> None:
+@BOTH_BACKENDS
+def test_chain_of_200_appends_verifies(store: Store) -> None:
     """200 appends give seq 1..200, each hash = sha256(prev_hash + canonical JSON), and verify() passes."""
-    db = tmp_path / "audit.sqlite3"
-    with AuditLog(db, clock=lambda: 1_795_000_000.1234) as log:
+    db = store
+    with db.open(clock=lambda: 1_795_000_000.1234) as log:
         records = [log.append(agent="a", tool="issue_card", event="decision", amount=f"{i}.00") for i in range(200)]
         result = log.verify()
     assert [r.seq for r in records] == list(range(1, 201))
@@ -141,13 +200,14 @@ def test_chain_of_200_appends_verifies(tmp_path: Path) -> None:
     assert rows[-1]["hash"] == records[-1].hash
     expected_ts = datetime.fromtimestamp(1_795_000_000.1234, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.123Z")
     assert records[0].ts == expected_ts
-    anchor = json.loads((tmp_path / "audit.sqlite3.audit-head").read_text())
+    anchor = json.loads(db.anchor() or b"null")
     assert (anchor["seq"], anchor["hash"]) == (200, rows[-1]["hash"])
 
 
-def test_records_round_trip_and_tail_is_newest_last(tmp_path: Path) -> None:
+@BOTH_BACKENDS
+def test_records_round_trip_and_tail_is_newest_last(store: Store) -> None:
     """tail() returns the stored fields newest last, filters by agent; count() filters by agent and event."""
-    with AuditLog(tmp_path / "a.sqlite3") as log:
+    with store.open() as log:
         first = log.append(
             agent="shopper",
             tool="issue_card",
@@ -182,36 +242,44 @@ def test_records_round_trip_and_tail_is_newest_last(tmp_path: Path) -> None:
             log.append(agent="a", tool="t", event=ANCHOR_MISMATCH_EVENT)
 
 
-def test_from_url_follows_the_ledger_rules(tmp_path: Path) -> None:
-    """sqlite:/// URLs open the same file as the ledger; other schemes are refused as Ledger refuses them."""
-    url = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
-    ledger = Ledger.from_url(url)
+@BOTH_BACKENDS
+def test_from_url_follows_the_ledger_rules(database_url: str, backend: str) -> None:
+    """The ledger's URL opens the same database for both; other schemes are refused as Ledger refuses them."""
+    ledger = Ledger.from_url(database_url)
     try:
-        with AuditLog.from_url(url) as log:
+        with AuditLog.from_url(database_url) as log:
             log.append(agent="a", tool="t", event="e")
             assert log.verify().ok
-        conn = sqlite3.connect(tmp_path / "shared.sqlite3")
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+            assert (log.anchor_path is None) == (backend == "postgresql")  # there: the audit_head table
+        conn = Database.from_url(database_url)
+        tables_sql = (
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+            if backend == "postgresql"
+            else "SELECT name FROM sqlite_master"
+        )
+        tables = {row[0] for row in conn.execute(tables_sql)}
+        versions = dict(conn.execute("SELECT component, version FROM schema_version").fetchall())
         conn.close()
-        assert {"audit_log", "spend_entries"} <= tables
+        assert {"audit_log", "spend_entries", "schema_version"} <= tables
+        assert versions == {"ledger": 1, "audit": 1}
     finally:
         ledger.close()
     with AuditLog.from_url("sqlite:///:memory:") as mem:
         mem.append(agent="a", tool="t", event="e")
         assert mem.verify().ok and mem.anchor_path is None
-    with pytest.raises(ValueError, match="PostgreSQL"):
-        AuditLog.from_url("postgresql://h/db")
     with pytest.raises(ValueError, match="sqlite:///"):
         AuditLog.from_url("mysql://h/db")
+    with pytest.raises(ValueError, match="sqlite:///"):
+        Ledger.from_url("mysql://h/db")
 
 
 # ---- tampering (the acceptance test of H1) ------------------------------------------------------
 
-Mutation = Callable[[Path, list[dict[str, Any]], random.Random], int | None]
+Mutation = Callable[[Store, list[dict[str, Any]], random.Random], int | None]
 N = 50
 
 
-def m_edit(db: Path, rows: list[dict[str, Any]], rng: random.Random) -> int | None:
+def m_edit(db: Store, rows: list[dict[str, Any]], rng: random.Random) -> int | None:
     """Edit a field of one record with raw SQL; hashes untouched."""
     k = rng.randint(1, N)
     row = edited(rows[k - 1], rng)
@@ -221,7 +289,7 @@ def m_edit(db: Path, rows: list[dict[str, Any]], rng: random.Random) -> int | No
     return k
 
 
-def m_flip_byte(db: Path, rows: list[dict[str, Any]], rng: random.Random) -> int | None:
+def m_flip_byte(db: Store, rows: list[dict[str, Any]], rng: random.Random) -> int | None:
     """Change one character of one record's JSON."""
     k = rng.randint(1, N)
     text = rows[k - 1]["record_json"]
@@ -233,7 +301,7 @@ def m_flip_byte(db: Path, rows: list[dict[str, Any]], rng: random.Random) -> int
     return k
 
 
-def m_edit_rehash(db: Path, rows: list[dict[str, Any]], rng: random.Random) -> int | None:
+def m_edit_rehash(db: Store, rows: list[dict[str, Any]], rng: random.Random) -> int | None:
     """Edit one record and recompute its own hash (the next record still holds the old one)."""
     k = rng.randint(1, N)
     row = edited(rows[k - 1], rng)
@@ -246,7 +314,7 @@ def m_edit_rehash(db: Path, rows: list[dict[str, Any]], rng: random.Random) -> i
     return k if k < N else None  # the head: only the anchor sees it, and not where the rewrite began
 
 
-def m_delete_middle(db: Path, rows: list[dict[str, Any]], rng: random.Random) -> int | None:
+def m_delete_middle(db: Store, rows: list[dict[str, Any]], rng: random.Random) -> int | None:
     """Delete one record from the middle."""
     k = rng.randint(2, N - 1)
     conn = raw(db)
@@ -255,7 +323,7 @@ def m_delete_middle(db: Path, rows: list[dict[str, Any]], rng: random.Random) ->
     return k
 
 
-def m_delete_first(db: Path, rows: list[dict[str, Any]], rng: random.Random) -> int | None:
+def m_delete_first(db: Store, rows: list[dict[str, Any]], rng: random.Random) -> int | None:
     """Delete the genesis record."""
     conn = raw(db)
     conn.execute("DELETE FROM audit_log WHERE seq = 1")
@@ -263,7 +331,7 @@ def m_delete_first(db: Path, rows: list[dict[str, Any]], rng: random.Random) -> 
     return 1
 
 
-def m_delete_last(db: Path, rows: list[dict[str, Any]], rng: random.Random) -> int | None:
+def m_delete_last(db: Store, rows: list[dict[str, Any]], rng: random.Random) -> int | None:
     """Delete the last record (only the anchor can tell)."""
     conn = raw(db)
     conn.execute("DELETE FROM audit_log WHERE seq = ?", (N,))
@@ -271,7 +339,7 @@ def m_delete_last(db: Path, rows: list[dict[str, Any]], rng: random.Random) -> i
     return N
 
 
-def m_swap(db: Path, rows: list[dict[str, Any]], rng: random.Random) -> int | None:
+def m_swap(db: Store, rows: list[dict[str, Any]], rng: random.Random) -> int | None:
     """Swap the full contents (everything but seq) of two records."""
     i, j = sorted(rng.sample(range(1, N + 1), 2))
     a, b = dict(rows[i - 1], seq=j), dict(rows[j - 1], seq=i)
@@ -281,7 +349,7 @@ def m_swap(db: Path, rows: list[dict[str, Any]], rng: random.Random) -> int | No
     return i
 
 
-def m_insert_forged(db: Path, rows: list[dict[str, Any]], rng: random.Random) -> int | None:
+def m_insert_forged(db: Store, rows: list[dict[str, Any]], rng: random.Random) -> int | None:
     """Insert a forged record and recompute every hash after it (a consistent chain; the anchor disagrees)."""
     k = rng.randint(1, N)
     forged = dict(rows[k - 1], agent="mallory")
@@ -292,7 +360,7 @@ def m_insert_forged(db: Path, rows: list[dict[str, Any]], rng: random.Random) ->
     return None  # without an HMAC key the forgery's position cannot be told
 
 
-def m_truncate(db: Path, rows: list[dict[str, Any]], rng: random.Random) -> int | None:
+def m_truncate(db: Store, rows: list[dict[str, Any]], rng: random.Random) -> int | None:
     """Cut the tail off from some record on."""
     k = rng.randint(2, N)
     conn = raw(db)
@@ -301,7 +369,7 @@ def m_truncate(db: Path, rows: list[dict[str, Any]], rng: random.Random) -> int 
     return k
 
 
-def m_rewrite_chain(db: Path, rows: list[dict[str, Any]], rng: random.Random) -> int | None:
+def m_rewrite_chain(db: Store, rows: list[dict[str, Any]], rng: random.Random) -> int | None:
     """Edit one record and recompute the chain from it to the head."""
     k = rng.randint(1, N)
     new = list(rows)
@@ -324,33 +392,36 @@ MUTATIONS: list[Mutation] = [
 ]
 
 
-def test_100_random_single_mutations_are_each_detected_at_the_first_bad_seq(tmp_path: Path) -> None:
+@BOTH_BACKENDS
+def test_100_random_single_mutations_are_each_detected_at_the_first_bad_seq(store: Store) -> None:
     """Each of 100 random mutations of a verified 50-record log fails verify(), at the right seq where defined."""
-    base = tmp_path / "base.sqlite3"
-    with AuditLog(base, clock=lambda: 1_795_000_000.0) as log:
+    db = store
+    with db.open(clock=lambda: 1_795_000_000.0) as log:
         fill(log, N)
         assert log.verify().ok
-    rows = read_rows(base)
+    rows = read_rows(db)
+    anchor = db.anchor()
     rng = random.Random(20261124)
     problems: list[str] = []
-    for i in range(100):
-        mutate = MUTATIONS[i % len(MUTATIONS)]
-        db = tmp_path / f"m{i}.sqlite3"
-        shutil.copyfile(base, db)
-        shutil.copyfile(tmp_path / "base.sqlite3.audit-head", tmp_path / f"m{i}.sqlite3.audit-head")
-        expected = mutate(db, rows, rng)
-        with AuditLog(db) as copy:
-            result = copy.verify()
-        if result.ok or result.first_bad_seq != expected or not result.reason:
-            problems.append(f"#{i} {mutate.__name__}: expected first_bad_seq={expected}, got {result}")
+    with db.open() as reader:
+        for i in range(100):
+            mutate = MUTATIONS[i % len(MUTATIONS)]
+            replace_all(db, rows)  # back to the verified log (triggers dropped from here on)
+            db.set_anchor(anchor)
+            assert reader.verify().ok
+            expected = mutate(db, rows, rng)
+            result = reader.verify()
+            if result.ok or result.first_bad_seq != expected or not result.reason:
+                problems.append(f"#{i} {mutate.__name__}: expected first_bad_seq={expected}, got {result}")
     assert not problems, "\n".join(problems)
 
 
-def test_hmac_key_locates_a_forged_insert_with_recomputed_hashes(tmp_path: Path) -> None:
+@BOTH_BACKENDS
+def test_hmac_key_locates_a_forged_insert_with_recomputed_hashes(store: Store) -> None:
     """With an HMAC key outside the DB, a forged record with a recomputed chain is caught at its own seq."""
     key = b"k" * 32
-    db = tmp_path / "keyed.sqlite3"
-    with AuditLog(db, hmac_key=key) as log:
+    db = store
+    with db.open(hmac_key=key) as log:
         fill(log, 20)
         assert log.verify().ok
     rows = read_rows(db)
@@ -358,16 +429,17 @@ def test_hmac_key_locates_a_forged_insert_with_recomputed_hashes(tmp_path: Path)
     data["detail"] = "forged"
     forged = dict(rows[6], record_json=canon(data))  # keeps the real MAC of the record it imitates
     replace_all(db, rechain([*rows[:6], forged, *rows[6:]], 6))
-    with AuditLog(db, hmac_key=key) as log:
+    with db.open(hmac_key=key) as log:
         result = log.verify()
     assert not result.ok and result.first_bad_seq == 7, result
     assert "HMAC" in result.reason
 
 
-def test_truncation_stays_detected_after_later_appends(tmp_path: Path) -> None:
+@BOTH_BACKENDS
+def test_truncation_stays_detected_after_later_appends(store: Store) -> None:
     """Cutting the tail and then appending does not erase the evidence: a mismatch record is chained in."""
-    db = tmp_path / "t.sqlite3"
-    with AuditLog(db) as log:
+    db = store
+    with db.open() as log:
         fill(log, 10)
         conn = raw(db)
         conn.execute("DELETE FROM audit_log WHERE seq > 7")
@@ -383,12 +455,12 @@ def test_truncation_stays_detected_after_later_appends(tmp_path: Path) -> None:
     assert marker.arguments["log_head_seq"] == 7
 
 
-def test_missing_anchor_fails_verification(tmp_path: Path) -> None:
-    """Deleting the anchor file (to hide a truncation) makes verify() fail rather than pass."""
-    db = tmp_path / "n.sqlite3"
-    with AuditLog(db) as log:
+@BOTH_BACKENDS
+def test_missing_anchor_fails_verification(store: Store) -> None:
+    """Deleting the anchor (file or audit_head row, to hide a truncation) makes verify() fail rather than pass."""
+    with store.open() as log:
         fill(log, 3)
-        (tmp_path / "n.sqlite3.audit-head").unlink()
+        store.set_anchor(None)
         result = log.verify()
     assert not result.ok and "anchor" in result.reason
 
@@ -396,15 +468,16 @@ def test_missing_anchor_fails_verification(tmp_path: Path) -> None:
 # ---- concurrency (H2) ---------------------------------------------------------------------------
 
 
-def test_threads_append_one_contiguous_chain(tmp_path: Path) -> None:
+@BOTH_BACKENDS
+def test_threads_append_one_contiguous_chain(store: Store) -> None:
     """8 threads x 50 appends on one AuditLog and on their own AuditLogs give seq 1..400 that verify."""
-    db = tmp_path / "threads.sqlite3"
-    shared = AuditLog(db)
+    db = store
+    shared = db.open()
     errors: list[BaseException] = []
     barrier = threading.Barrier(8)
 
     def work(t: int) -> None:
-        own = AuditLog(db) if t % 2 else shared
+        own = db.open() if t % 2 else shared
         try:
             barrier.wait()
             for i in range(50):
@@ -430,14 +503,17 @@ def test_threads_append_one_contiguous_chain(tmp_path: Path) -> None:
         shared.close()
 
 
-def test_two_processes_append_one_contiguous_chain(tmp_path: Path) -> None:
-    """2 spawned processes x 100 appends on the same file give seq 1..200 that verify."""
-    db = str(tmp_path / "procs.sqlite3")
-    AuditLog(db).close()
+@BOTH_BACKENDS
+def test_two_processes_append_one_contiguous_chain(store: Store) -> None:
+    """2 spawned processes x 100 appends on the same database give seq 1..200 that verify."""
+    db = store
+    db.open().close()
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(2)
     results = ctx.Queue()
-    procs = [ctx.Process(target=audit_race_worker.append_many, args=(db, w, 100, barrier, results)) for w in range(2)]
+    procs = [
+        ctx.Process(target=audit_race_worker.append_many, args=(db.url, w, 100, barrier, results)) for w in range(2)
+    ]
     for p in procs:
         p.start()
     reported = dict(results.get(timeout=120) for _ in procs)
@@ -445,7 +521,7 @@ def test_two_processes_append_one_contiguous_chain(tmp_path: Path) -> None:
         p.join(timeout=60)
         assert p.exitcode == 0
     assert sorted(reported[0] + reported[1]) == list(range(1, 201))
-    with AuditLog(db) as log:
+    with db.open() as log:
         result = log.verify()
         assert log.count(agent="p0") == log.count(agent="p1") == 100
     assert result.ok and result.records == 200, result

@@ -14,10 +14,10 @@ POLICY = AgentPolicy(
 )
 
 
-def reserve_many(path: str, worker: int, count: int, now: float, barrier: Any, results: Any) -> None:
-    """Open a ledger on ``path`` and try ``count`` reservations of 5.00; report how many were accepted."""
+def reserve_many(url: str, worker: int, count: int, now: float, barrier: Any, results: Any) -> None:
+    """Open a ledger on the database ``url`` and try ``count`` reservations of 5.00; report how many were accepted."""
     barrier.wait()
-    ledger = Ledger(path, clock=lambda: now)
+    ledger = Ledger.from_url(url, clock=lambda: now)
     accepted = 0
     try:
         for i in range(count):

@@ -1,16 +1,18 @@
-"""The spend ledger: calendar windows in the policy's timezone, inclusive limits, restarts, races, a model check."""
+"""The spend ledger: calendar windows in the policy's timezone, inclusive limits, restarts, races, a model check.
+
+Every test runs on SQLite and on PostgreSQL (``BOTH_BACKENDS``).
+"""
 
 from __future__ import annotations
 
 import copy
 import multiprocessing
 import os
-import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,8 +22,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
-from helpers import Clock
+from helpers import BOTH_BACKENDS, Clock
 from interlace_mcp.policy import AgentPolicy, Ledger, Refused, RequestConflict, RequestKey, RequestRecord
+from interlace_mcp.policy._db import Database
+
+pytestmark = BOTH_BACKENDS
 
 SCOPE = "https://sandbox.example|acct-1"
 TOOL = "issue_card"
@@ -70,8 +75,8 @@ def window(ledger: Ledger, pol: AgentPolicy, name: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path, clock: Clock) -> Any:
-    led = Ledger(tmp_path / "ledger.sqlite3", clock=clock)
+def ledger(database_url: str, clock: Clock) -> Any:
+    led = Ledger.from_url(database_url, clock=clock)
     yield led
     led.close()
 
@@ -248,11 +253,10 @@ def test_agents_and_scopes_have_separate_budgets(ledger: Ledger) -> None:
 # ---- restart -------------------------------------------------------------------------------------
 
 
-def test_state_survives_a_restart(tmp_path: Path, clock: Clock) -> None:
-    """Closing and reopening the file keeps spend, reservations, approvals, request records, cards and freezes."""
-    path = tmp_path / "ledger.sqlite3"
+def test_state_survives_a_restart(database_url: str, clock: Clock) -> None:
+    """Closing and reopening the database keeps spend, reservations, approvals, request records, cards, freezes."""
     pol = policy(daily="100.00")
-    first = Ledger(path, clock=clock)
+    first = Ledger.from_url(database_url, clock=clock)
     spend(first, pol, "10.00", "done")
     done = first.get_request(key(pol, "done"))
     reserve(first, pol, "5.00", "flying", steps=("create", "limit"))
@@ -265,7 +269,7 @@ def test_state_survives_a_restart(tmp_path: Path, clock: Clock) -> None:
     first.set_agent_frozen("a", True, by="ops", reason="lost laptop")
     first.close()
 
-    second = Ledger(path, clock=clock)
+    second = Ledger.from_url(database_url, clock=clock)
     assert second.committed_total(SCOPE) == Decimal("10.00")
     assert second.reserved_total(SCOPE) == Decimal("35.00")
     [approval] = second.list_approvals()
@@ -298,7 +302,7 @@ def test_state_survives_a_restart(tmp_path: Path, clock: Clock) -> None:
     assert second.expire_now() == 1
     second.close()
 
-    third = Ledger(path, clock=clock)
+    third = Ledger.from_url(database_url, clock=clock)
     assert third.reserved_total(SCOPE) == Decimal("5.00")
     expired = third.peek_request(key(pol, "big"))
     assert expired is not None and expired.status == "refused"
@@ -307,7 +311,83 @@ def test_state_survives_a_restart(tmp_path: Path, clock: Clock) -> None:
     third.close()
 
 
+# ---- tokens, webhook events, dashboard queries ---------------------------------------------------
+
+
+def test_tokens_webhook_events_and_dashboard_queries(ledger: Ledger, clock: Clock) -> None:
+    """Agent and operator tokens, de-duplicated webhook events and daily spend history, as the tools read them."""
+    ledger.add_token("shopper", "t1")
+    ledger.add_token("shopper", "t2")
+    ledger.add_operator_token("alice", "o1")
+    assert (ledger.agent_for_token("t1"), ledger.agent_for_token("o1")) == ("shopper", None)
+    assert (ledger.operator_for_token("o1"), ledger.operator_for_token("t1")) == ("alice", None)
+    assert ledger.token_agents() == {"shopper": 2} and ledger.operator_names() == {"alice": 1}
+    assert ledger.revoke_tokens("shopper") == 2 and ledger.revoke_operator_tokens("alice") == 1
+    assert ledger.agent_for_token("t1") is None and ledger.token_agents() == {} and ledger.operator_names() == {}
+
+    def event(event_id: str, status: str, at_time: float, amount: str = "7.25") -> bool:
+        return ledger.record_card_event(
+            event_id, "card.transaction", scope=SCOPE, transaction_id="tx-1", card_id="card-1", type_code=1,
+            status=status, amount=Decimal(amount), currency="USD", merchant="Shop", remark=None, event_time=at_time,
+        )  # fmt: skip
+
+    assert event("n1", "PENDING", 10.0) is True
+    assert event("n1", "PENDING", 10.0) is False  # the same notification again
+    assert event("n2", "CLOSED", 12.0, "7.00") is True
+    assert event("n3", "PENDING", 11.0) is True  # late and older: recorded, but the final status stays
+    assert ledger.card_activity(SCOPE, ["card-1"], 0.0) == {"authorized": Decimal("7.00"), "approved": 1, "declined": 0}
+
+    pol = policy(daily="100.00")
+    clock.now = at("UTC", 2026, 11, 22, 12)
+    spend(ledger, pol, "3.00", "d1")
+    clock.now = at("UTC", 2026, 11, 24, 12)
+    spend(ledger, pol, "4.50", "d3")
+    reserve(ledger, pol, "1.00", "open")  # reserved, not spent
+    assert ledger.daily_spend(SCOPE, 3) == [
+        ("2026-11-22", Decimal("3.00")),
+        ("2026-11-23", Decimal("0.00")),
+        ("2026-11-24", Decimal("4.50")),
+    ]
+    assert ledger.daily_spend(SCOPE, 2, agent="nobody") == [("2026-11-23", 0), ("2026-11-24", 0)]
+    assert ledger.known_agents() == ["a"]
+
+
 # ---- concurrency ---------------------------------------------------------------------------------
+
+
+def test_threads_never_exceed_max_active_cards(ledger: Ledger, database_url: str) -> None:
+    """30 threads (on two connections) issuing cards against max_active_cards 3: exactly 3 get a slot."""
+    pol = AgentPolicy(agent="a", per_transaction=None, daily=None, monthly=None, weekly=None, max_active_cards=3)
+    other = Ledger.from_url(database_url)  # a second connection to the same database
+    start = threading.Barrier(30)
+    accepted: list[int] = []
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        led = ledger if i % 2 else other
+        start.wait()
+        try:
+            led.begin(key(pol, f"c{i}"), args_hash="x", policy=pol, spend=Decimal("1.00"), currency="USD",
+                      issues_card=True)  # fmt: skip
+        except Refused as exc:
+            if [v.code for v in exc.violations] != ["max_active_cards"]:
+                errors.append(exc)
+            return
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+            return
+        accepted.append(i)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(30)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        other.close()
+    assert errors == []
+    assert len(accepted) == 3
 
 
 def test_threads_never_push_a_window_past_its_limit(ledger: Ledger) -> None:
@@ -339,15 +419,15 @@ def test_threads_never_push_a_window_past_its_limit(ledger: Ledger) -> None:
     assert window(ledger, pol, "day")["reserved"] == "100.00"
 
 
-def test_processes_never_push_a_window_past_its_limit(tmp_path: Path) -> None:
-    """4 processes x 50 reservations of 5.00 on one fresh file against daily 100.00: exactly 20 in total."""
-    path = str(tmp_path / "shared.sqlite3")
+def test_processes_never_push_a_window_past_its_limit(database_url: str) -> None:
+    """4 processes x 50 reservations of 5.00 on one fresh database against daily 100.00: exactly 20 in total."""
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(4)
     results = ctx.Queue()
     now = at("America/New_York", 2026, 11, 24, 12)
     procs = [
-        ctx.Process(target=ledger_race_worker.reserve_many, args=(path, w, 50, now, barrier, results)) for w in range(4)
+        ctx.Process(target=ledger_race_worker.reserve_many, args=(database_url, w, 50, now, barrier, results))
+        for w in range(4)
     ]
     for p in procs:
         p.start()
@@ -358,7 +438,7 @@ def test_processes_never_push_a_window_past_its_limit(tmp_path: Path) -> None:
     results.close()
     results.join_thread()
     assert sum(reported.values()) == 20
-    check = Ledger(path, clock=lambda: now)
+    check = Ledger.from_url(database_url, clock=lambda: now)
     try:
         assert check.reserved_total(ledger_race_worker.SCOPE) == Decimal("100.00")
         pol = ledger_race_worker.POLICY
@@ -366,10 +446,12 @@ def test_processes_never_push_a_window_past_its_limit(tmp_path: Path) -> None:
         assert status["day"].reserved == Decimal("100.00") and status["day"].remaining == Decimal("0.00")
     finally:
         check.close()
-    with sqlite3.connect(path) as conn:
+    conn = Database.from_url(database_url)
+    try:
         assert conn.execute("SELECT COUNT(*) FROM spend_entries WHERE state = 'reserved'").fetchone()[0] == 20
         assert conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0] == 20
-    conn.close()
+    finally:
+        conn.close()
 
 
 # ---- model-based check -----------------------------------------------------------------------------
@@ -414,16 +496,15 @@ class Entry:
 class LedgerMachine(RuleBasedStateMachine):
     """Random reserve/commit/release/approve/deny/expire steps; a model predicts every accept and refusal."""
 
-    root: Path
-    runs = 0
+    #: A fresh, empty database per example (SQLite file or PostgreSQL schema).
+    new_database: Callable[[], str]
 
     def __init__(self) -> None:
         super().__init__()
-        type(self).runs += 1
         self.clock = Clock(at("America/New_York", 2026, 11, 30, 22, 30))
-        self.path = self.root / f"machine-{type(self).runs}.sqlite3"
-        self.ledger = Ledger(self.path, clock=self.clock)
-        self.reader = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        url = type(self).new_database()
+        self.ledger = Ledger.from_url(url, clock=self.clock)
+        self.reader = Database.from_url(url)
         self.entries: list[Entry] = []
         self.seq = 0
 
@@ -577,17 +658,22 @@ class LedgerMachine(RuleBasedStateMachine):
     def totals_agree_and_stay_within_limits(self) -> None:
         stored: dict[tuple[str, str, str], tuple[int, int]] = {}
         for agent, win, wkey, reserved, committed in self.reader.execute(
-            "SELECT agent, window, window_key, reserved_minor, committed_minor FROM spend_totals WHERE scope = ?",
+            'SELECT agent, "window", window_key, reserved_minor, committed_minor FROM spend_totals WHERE scope = ?',
             (SCOPE,),
         ):
             if reserved or committed:
                 stored[(agent, win, wkey)] = (reserved, committed)
         recomputed: dict[tuple[str, str, str], tuple[int, int]] = {}
-        for win, column in (("day", "day_key"), ("week", "week_key"), ("month", "month_key"), ("lifetime", "'all'")):
+        for win, column, group in (
+            ("day", "day_key", "agent, day_key"),
+            ("week", "week_key", "agent, week_key"),
+            ("month", "month_key", "agent, month_key"),
+            ("lifetime", "'all'", "agent"),
+        ):
             for agent, wkey, reserved, committed in self.reader.execute(
                 f"SELECT agent, {column}, SUM(CASE WHEN state = 'reserved' THEN amount_minor ELSE 0 END),"
                 " SUM(CASE WHEN state = 'committed' THEN amount_minor ELSE 0 END)"
-                f" FROM spend_entries WHERE scope = ? GROUP BY agent, {column}",
+                f" FROM spend_entries WHERE scope = ? GROUP BY {group}",
                 (SCOPE,),
             ):
                 if reserved or committed:
@@ -614,9 +700,9 @@ class LedgerMachine(RuleBasedStateMachine):
             )
 
 
-def test_ledger_agrees_with_a_model(tmp_path: Path) -> None:
+def test_ledger_agrees_with_a_model(new_database_url: Callable[[], str]) -> None:
     """Random reserve/commit/release/approve/deny/expire sequences: the ledger and the model never disagree."""
-    machine = type("Machine", (LedgerMachine,), {"root": tmp_path, "runs": 0})
+    machine = type("Machine", (LedgerMachine,), {"new_database": staticmethod(new_database_url)})
     run_state_machine_as_test(
         machine,
         settings=settings(

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from helpers import Clock, ServerFactory, call, refuse, runtime, sandbox_of
+from helpers import BOTH_BACKENDS, Clock, ServerFactory, call, refuse, runtime, sandbox_of
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, BOTH_BACKENDS]
 
 POLICY = (
     '[defaults]\nper_transaction = "100.00"\ndaily = "100.00"\napproval_above = "25.00"\n'

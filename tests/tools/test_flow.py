@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from helpers import ServerFactory, call, refuse, runtime, sandbox_of
+from helpers import BOTH_BACKENDS, ServerFactory, call, refuse, runtime, sandbox_of
 from interlace_mcp.sandbox import INFINITY_BALANCE_ID, PAYEE_BALANCE_ID, luhn_valid
 
 pytestmark = pytest.mark.anyio
@@ -139,6 +139,7 @@ async def test_bad_input_gets_a_clear_error_and_changes_nothing(
     assert rt.ledger.committed_total(rt.scope) == Decimal("5.00")
 
 
+@BOTH_BACKENDS
 async def test_same_request_id_five_times_moves_money_once_with_identical_results(
     make_server: ServerFactory, sandbox_app: Any
 ) -> None:

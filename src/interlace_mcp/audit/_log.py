@@ -1,4 +1,4 @@
-"""The append-only, hash-chained audit log (threats H1-H5), in the ledger's SQLite database.
+"""The append-only, hash-chained audit log (threats H1-H5), in the ledger's database (SQLite or PostgreSQL).
 
 Each record is canonical JSON (sorted keys, UTF-8, no whitespace) holding its ``seq``, ``ts``, every
 field and ``prev_hash``; ``hash = sha256(prev_hash || record_json)``, the first ``prev_hash`` being 64
@@ -6,9 +6,11 @@ zeros. Card data never reaches the database: every string goes through :func:`re
 values of secret-named keys (``card_number``, ``cvv``, ``pan``, ``token``, ...) are replaced before
 hashing.
 
-The head (``seq``, ``hash``) is also written to an *anchor* file outside the database (default
-``<db>.audit-head``), atomically and inside the same write transaction, so a deleted or truncated
-tail, or a chain recomputed from some record on, no longer matches it. Before each append the head is
+The head (``seq``, ``hash``) is also written to an *anchor*, inside the same write transaction, so a
+deleted or truncated tail, or a chain recomputed from some record on, no longer matches it. On SQLite
+the anchor is a file beside the database (default ``<db>.audit-head``, written atomically); on
+PostgreSQL, where writers run on several hosts, it is the one row of the ``audit_head`` table, updated
+in the same transaction as the record it names. Before each append the head is
 compared with the anchor; if they differ (the tail was cut, the chain rewritten, the anchor lost), a
 ``audit_anchor_mismatch`` record describing both is written first, so the evidence is chained into the
 log instead of being overwritten, and :meth:`AuditLog.verify` reports it for good.
@@ -16,11 +18,13 @@ log instead of being overwritten, and :meth:`AuditLog.verify` reports it for goo
 With ``hmac_key`` (kept outside the database), each record also carries ``HMAC(key, hash)``: a forged
 record inserted with recomputed hashes is then located exactly.
 
-Storage and concurrency copy the ledger: its own connection (WAL, ``synchronous=FULL``,
-``busy_timeout``), a lock for threads, and one ``BEGIN IMMEDIATE`` transaction per append, so
-threads and processes sharing the file get contiguous ``seq`` values and one chain. Do not call
-:meth:`AuditLog.append` while holding another write transaction on the same file. Every writer of a
-file must use the same anchor path (and HMAC key).
+Storage and concurrency copy the ledger (same database layer, :mod:`interlace_mcp.policy._db`): its
+own connection, a lock for threads, and one write transaction per append -- on SQLite ``BEGIN
+IMMEDIATE`` (the file's write lock), on PostgreSQL a transaction holding one advisory lock for the
+whole chain (``pg_advisory_xact_lock``), taken before the head is read -- so threads, processes and
+hosts get contiguous ``seq`` values and one totally ordered chain. Do not call :meth:`AuditLog.append`
+while holding another write transaction on the same SQLite file. Every writer of a SQLite file must
+use the same anchor path (and every writer the same HMAC key).
 
 Any failure to store a record raises :class:`AuditWriteError`; callers refuse money tools on it.
 """
@@ -31,7 +35,6 @@ import contextlib
 import hmac
 import json
 import os
-import sqlite3
 import tempfile
 import threading
 import time
@@ -49,6 +52,7 @@ from interlace_mcp.audit._record import (
     scrub,
     ts_utc,
 )
+from interlace_mcp.policy._db import Cursor, Database, Migration, database_errors
 
 __all__ = ["ANCHOR_MISMATCH_EVENT", "AuditLog", "AuditWriteError", "VerifyResult"]
 
@@ -56,7 +60,7 @@ __all__ = ["ANCHOR_MISMATCH_EVENT", "AuditLog", "AuditWriteError", "VerifyResult
 ANCHOR_MISMATCH_EVENT = "audit_anchor_mismatch"
 _ANCHOR_SUFFIX = ".audit-head"
 
-_SCHEMA = (
+_SCHEMA: Migration = (
     """CREATE TABLE IF NOT EXISTS audit_log (
         seq INTEGER PRIMARY KEY,
         ts TEXT NOT NULL,
@@ -70,11 +74,34 @@ _SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS audit_log_by_agent ON audit_log (agent, seq)",
     # Guards against accidental edits by other code; tamper *evidence* is the chain and the anchor.
-    "CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log"
-    " BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
-    "CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log"
-    " BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+    {
+        "sqlite": "CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log"
+        " BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+        "postgresql": "CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql"
+        " AS $$ BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$",
+    },
+    {
+        "sqlite": "CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log"
+        " BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+        "postgresql": "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log"
+        " FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()",
+    },
+    {
+        "postgresql": "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log"
+        " FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()",
+    },
+    {
+        "postgresql": "CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log"
+        " FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()",
+    },
+    # The anchor where the log is shared by several hosts (SQLite keeps its anchor file).
+    {
+        "postgresql": "CREATE TABLE IF NOT EXISTS audit_head"
+        " (id INTEGER PRIMARY KEY CHECK (id = 1), anchor TEXT NOT NULL)"
+    },
 )
+#: Numbered schema changes (see :meth:`Database.migrate`); append, never edit a shipped one.
+_MIGRATIONS: list[Migration] = [_SCHEMA]
 
 
 class AuditWriteError(RuntimeError):
@@ -107,48 +134,47 @@ def _short(digest: str) -> str:
 
 
 class AuditLog:
-    """Tamper-evident audit log in a SQLite file. Thread-safe; several processes may share the file."""
+    """Tamper-evident audit log (SQLite file or PostgreSQL). Thread-safe; processes and hosts may share it."""
 
     def __init__(
         self,
-        path: str | Path,
+        path: str | Path | Database,
         *,
         clock: Callable[[], float] = time.time,
         anchor_path: Path | None = None,
         hmac_key: bytes | None = None,
     ) -> None:
-        self.path = str(path)
+        """``path``: a SQLite file (``:memory:`` allowed) or an open :class:`Database` (see :meth:`from_url`)."""
+        self.path = path.description if isinstance(path, Database) else str(path)
+        #: PostgreSQL: the anchor is the ``audit_head`` row, in the same transaction as each append.
+        self._anchor_in_db = isinstance(path, Database) and path.is_postgres
         memory = self.path == ":memory:"
-        if anchor_path is None and not memory:
+        if anchor_path is None and not memory and not self._anchor_in_db:
             anchor_path = Path(self.path + _ANCHOR_SUFFIX)
-        #: ``None`` only for an in-memory database: the anchor is then kept in this object.
+        #: ``None`` for an in-memory database (the anchor is kept in this object) and on PostgreSQL.
         self.anchor_path = anchor_path
         self._mem_anchor: bytes | None = None
         self._clock = clock
         self._key = hmac_key
         self._lock = threading.RLock()
         try:
-            if not memory:
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        except (sqlite3.Error, OSError) as exc:
+            self._conn = path if isinstance(path, Database) else Database.sqlite(self.path)
+        except database_errors(OSError) as exc:
             raise AuditWriteError(f"cannot open the audit log {self.path}: {exc}") from exc
         try:
-            self._conn.execute("PRAGMA busy_timeout = 30000")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = FULL")
-            cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _SCHEMA:
-                    cur.execute(statement)
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            cur.execute("COMMIT")
-        except sqlite3.Error as exc:
+            self._conn.migrate("audit", _MIGRATIONS)
+        except database_errors() as exc:
             self._conn.close()
             raise AuditWriteError(f"cannot open the audit log {self.path}: {exc}") from exc
+        except BaseException:
+            self._conn.close()
+            raise
+
+    @property
+    def _anchor_name(self) -> str:
+        if self._anchor_in_db:
+            return "(the audit_head table)"
+        return str(self.anchor_path) if self.anchor_path is not None else "(in memory)"
 
     @classmethod
     def from_url(
@@ -159,14 +185,15 @@ class AuditLog:
         anchor_path: Path | None = None,
         hmac_key: bytes | None = None,
     ) -> AuditLog:
-        """``sqlite:///absolute/path`` or ``sqlite:///:memory:`` (the ledger's URL)."""
-        if url.startswith("sqlite:///"):
-            return cls(url[len("sqlite:///") :], clock=clock, anchor_path=anchor_path, hmac_key=hmac_key)
-        if url.startswith(("postgresql://", "postgres://")):
-            raise ValueError(
-                "INTERLACE_DATABASE_URL: PostgreSQL is not supported by this build yet; use sqlite:///path"
-            )
-        raise ValueError(f"INTERLACE_DATABASE_URL must start with sqlite:/// (got {url.split(':', 1)[0]}:...)")
+        """``sqlite:///absolute/path``, ``sqlite:///:memory:`` or ``postgresql://...`` (the ledger's URL)."""
+        try:
+            database = Database.from_url(url)
+        except database_errors(OSError) as exc:
+            raise AuditWriteError(f"cannot open the audit log: {exc}") from exc
+        if database.is_postgres and anchor_path is not None:
+            database.close()
+            raise ValueError("anchor_path is for SQLite; on PostgreSQL the anchor is the audit_head table")
+        return cls(database, clock=clock, anchor_path=anchor_path, hmac_key=hmac_key)
 
     def close(self) -> None:
         with self._lock:
@@ -219,40 +246,32 @@ class AuditLog:
             return self._append(fields)
         except AuditWriteError:
             raise
-        except (sqlite3.Error, OSError, ValueError, TypeError) as exc:
+        except database_errors(OSError, ValueError, TypeError) as exc:
             raise AuditWriteError(f"audit record not stored: {type(exc).__name__}: {exc}") from exc
 
     def _append(self, fields: dict[str, Any]) -> AuditRecord:
         with self._lock:
-            cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
             anchor_before: bytes | None = None
             anchor_written = False
             try:
-                row = cur.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-                head_seq, head_hash = (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
-                anchor_before = self._read_anchor_bytes()
-                mismatch = self._anchor_mismatch(anchor_before, head_seq, head_hash)
-                if mismatch is not None:
-                    head_seq, head_hash, _ = self._insert(cur, head_seq, head_hash, mismatch)
-                seq, digest, record_json = self._insert(cur, head_seq, head_hash, fields)
-                anchor_written = True
-                self._write_anchor(_Head(seq, digest, head_hash))
-                cur.execute("COMMIT")
+                with self._conn.transaction() as cur:
+                    self._conn.lock(cur, "audit-chain")  # one chain: appends from every host queue here
+                    row = cur.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+                    head_seq, head_hash = (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
+                    anchor_before = self._read_anchor_bytes(cur)
+                    mismatch = self._anchor_mismatch(anchor_before, head_seq, head_hash)
+                    if mismatch is not None:
+                        head_seq, head_hash, _ = self._insert(cur, head_seq, head_hash, mismatch)
+                    seq, digest, record_json = self._insert(cur, head_seq, head_hash, fields)
+                    anchor_written = True
+                    self._write_anchor(_Head(seq, digest, head_hash), cur)
             except BaseException:
-                if self._conn.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        cur.execute("ROLLBACK")
                 if anchor_written:
                     self._restore_anchor(anchor_before)
                 raise
-            finally:
-                cur.close()
         return AuditRecord.from_json(record_json, digest)
 
-    def _insert(
-        self, cur: sqlite3.Cursor, head_seq: int, head_hash: str, fields: Mapping[str, Any]
-    ) -> tuple[int, str, str]:
+    def _insert(self, cur: Cursor, head_seq: int, head_hash: str, fields: Mapping[str, Any]) -> tuple[int, str, str]:
         seq = head_seq + 1
         record = {**fields, "seq": seq, "ts": ts_utc(self._clock()), "prev_hash": head_hash}
         record_json = canonical_json(record)
@@ -312,7 +331,10 @@ class AuditLog:
 
     # ---- the anchor --------------------------------------------------------------------------
 
-    def _read_anchor_bytes(self) -> bytes | None:
+    def _read_anchor_bytes(self, cur: Cursor) -> bytes | None:
+        if self._anchor_in_db:
+            row = cur.execute("SELECT anchor FROM audit_head WHERE id = 1").fetchone()
+            return None if row is None else str(row[0]).encode("utf-8")
         if self.anchor_path is None:
             return self._mem_anchor
         try:
@@ -320,8 +342,15 @@ class AuditLog:
         except FileNotFoundError:
             return None
 
-    def _write_anchor(self, head: _Head) -> None:
+    def _write_anchor(self, head: _Head, cur: Cursor) -> None:
         data = (canonical_json({"seq": head.seq, "hash": head.hash, "prev_hash": head.prev_hash}) + "\n").encode()
+        if self._anchor_in_db:  # in the append's transaction: committed or rolled back with the record
+            cur.execute(
+                "INSERT INTO audit_head (id, anchor) VALUES (1, ?)"
+                " ON CONFLICT (id) DO UPDATE SET anchor = excluded.anchor",
+                (data.decode("utf-8"),),
+            )
+            return
         self._write_anchor_bytes(data)
 
     def _write_anchor_bytes(self, data: bytes) -> None:
@@ -344,6 +373,8 @@ class AuditLog:
 
     def _restore_anchor(self, data: bytes | None) -> None:
         """Best effort: put the anchor back after a failed commit (the record it named was not stored)."""
+        if self._anchor_in_db:
+            return  # rolled back with the transaction
         with contextlib.suppress(OSError):
             if data is not None:
                 self._write_anchor_bytes(data)
@@ -386,33 +417,23 @@ class AuditLog:
     def verify(self) -> VerifyResult:
         """Walk the chain in seq order and compare its head with the anchor; name the first bad record."""
         with self._lock:
-            cur = self._conn.cursor()
             try:
-                try:
-                    cur.execute("BEGIN IMMEDIATE")  # holds writers off: the anchor and the rows agree
-                except sqlite3.OperationalError as exc:
-                    if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_READONLY:
-                        raise
-                    cur.execute("BEGIN")
-                try:
+                # One consistent view of the rows and the anchor (SQLite: writers held off; PostgreSQL: a
+                # REPEATABLE READ snapshot).
+                with self._conn.transaction(snapshot=True) as cur:
                     return self._verify(cur)
-                finally:
-                    if self._conn.in_transaction:
-                        cur.execute("ROLLBACK")
-            except sqlite3.Error as exc:
+            except database_errors() as exc:
                 return VerifyResult(False, 0, None, f"cannot read the audit log: {exc}")
-            finally:
-                cur.close()
 
-    def _verify(self, cur: sqlite3.Cursor) -> VerifyResult:
+    def _verify(self, cur: Cursor) -> VerifyResult:
         anchor_problem: str | None = None
         anchor: _Head | None = None
         try:
-            anchor = _parse_anchor(self._read_anchor_bytes())
+            anchor = _parse_anchor(self._read_anchor_bytes(cur))
         except _CorruptAnchor:
-            anchor_problem = f"the anchor {self.anchor_path} is unreadable"
+            anchor_problem = f"the anchor {self._anchor_name} is unreadable"
         except OSError as exc:
-            anchor_problem = f"the anchor {self.anchor_path} cannot be read: {exc}"
+            anchor_problem = f"the anchor {self._anchor_name} cannot be read: {exc}"
 
         good = 0
         expected = 1
@@ -477,7 +498,7 @@ class AuditLog:
         if anchor is None:
             if last_seq == 0:
                 return VerifyResult(True, 0, None, "empty audit log")
-            return bad(None, f"the anchor {self.anchor_path} is missing; the tail of the log cannot be checked")
+            return bad(None, f"the anchor {self._anchor_name} is missing; the tail of the log cannot be checked")
         if anchor.seq > last_seq:
             if anchor.seq == last_seq + 1 and anchor.prev_hash == prev_hash:
                 return bad(

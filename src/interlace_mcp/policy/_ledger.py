@@ -1,9 +1,24 @@
 """The spend ledger: reservations, request records, approvals, card ownership, the kill switch.
 
-Storage is SQLite (WAL, ``synchronous=FULL``). Every decision that must not interleave runs inside one
-``BEGIN IMMEDIATE`` transaction, which takes SQLite's write lock: concurrent tasks of one process (the
-connection is also guarded by a lock) and several processes on the same file are serialized, so no
-interleaving can push a window past its limit.
+Storage is SQLite (one host; WAL, ``synchronous=FULL``) or PostgreSQL (several instances), chosen by the
+database URL; the SQL is the same for both, the dialects' differences live in :mod:`._db`. Every public
+method is one transaction, and the connection is guarded by a thread lock.
+
+Locking (why it is safe, in one process or several):
+
+- SQLite: every transaction starts with ``BEGIN IMMEDIATE``, which takes SQLite's write lock, so all
+  writers on the file are serialized and no interleaving can push a window past its limit.
+- PostgreSQL: transactions run at READ COMMITTED and everything that changes one agent's money state
+  (the check-and-reserve in :meth:`Ledger.begin`, commit, release, approve/deny/expire, card
+  registration) first takes a **per-(scope, agent) advisory transaction lock**
+  (``pg_advisory_xact_lock``). Within it every read sees all earlier commits and nobody else changes
+  that agent's totals, requests or approvals, so the check and the reservation are atomic exactly as
+  on SQLite, while different agents proceed in parallel. Chosen over ``SELECT ... FOR UPDATE`` on the
+  spend_totals rows because the check must also hold for rows that do not exist yet (a new day's
+  totals, a new request id, a card being issued), and over SERIALIZABLE-with-retry because a burst of
+  calls for one agent then queues instead of aborting and retrying each other, and no call needs a
+  retry loop. The expiry sweep, which touches other agents' approvals, takes their locks only with
+  ``pg_try_advisory_xact_lock`` (a busy agent is swept next time), so lock waits never form a cycle.
 
 Checking a limit costs O(1) whatever the history: per-window running totals (``spend_totals``, one
 row per agent, currency, window and calendar key) are updated in the same transaction as each entry.
@@ -15,18 +30,19 @@ from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from interlace_mcp.money import format_amount, from_minor, to_minor
+from interlace_mcp.policy._db import Cursor, Database, Migration, Row
 from interlace_mcp.policy._policy import AgentPolicy
 from interlace_mcp.policy._windows import WINDOWS, epoch_to_iso, iso_utc, window_keys
 
@@ -82,11 +98,11 @@ CREATE TABLE IF NOT EXISTS spend_totals (
     scope TEXT NOT NULL,
     agent TEXT NOT NULL,
     currency TEXT NOT NULL,
-    window TEXT NOT NULL,
+    "window" TEXT NOT NULL,
     window_key TEXT NOT NULL,
     reserved_minor INTEGER NOT NULL DEFAULT 0 CHECK (reserved_minor >= 0),
     committed_minor INTEGER NOT NULL DEFAULT 0 CHECK (committed_minor >= 0),
-    PRIMARY KEY (scope, agent, currency, window, window_key)
+    PRIMARY KEY (scope, agent, currency, "window", window_key)
 );
 CREATE TABLE IF NOT EXISTS requests (
     scope TEXT NOT NULL,
@@ -172,7 +188,21 @@ CREATE TABLE IF NOT EXISTS agent_flags (
     updated_by TEXT,
     updated_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS operator_tokens (
+    sha256 TEXT PRIMARY KEY,
+    operator TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    revoked_at REAL
+);
+CREATE INDEX IF NOT EXISTS operator_tokens_by_operator ON operator_tokens (operator);
 """
+
+#: Numbered schema changes, applied once each at startup (:meth:`Database.migrate`). Migration 1 is the
+#: base schema above. To change the schema, APPEND a migration (never edit one that has shipped): a
+#: database already at version 1 will not run an edited migration 1 again.
+_MIGRATIONS: list[Migration] = [
+    [statement for statement in _SCHEMA.split(";") if statement.strip()],
+]
 
 
 # ---- value types -----------------------------------------------------------------------------
@@ -318,35 +348,25 @@ class WindowStatus:
 
 
 class Ledger:
-    """SQLite-backed ledger. Thread-safe; every public method is one transaction."""
+    """The ledger on SQLite or PostgreSQL. Thread-safe; every public method is one transaction."""
 
-    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
-        self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: str | Path | Database, *, clock: Callable[[], float] = time.time) -> None:
+        """``path``: a SQLite file (``:memory:`` allowed), or an open :class:`Database` (see :meth:`from_url`)."""
+        self._conn = path if isinstance(path, Database) else Database.sqlite(path)
+        #: The SQLite file, or the PostgreSQL URL with its password masked.
+        self.path = self._conn.description
         self._clock = clock
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA busy_timeout = 30000")
-        _set_wal(self._conn)
-        self._conn.execute("PRAGMA synchronous = FULL")
-        self._conn.execute("PRAGMA foreign_keys = ON")
-        with self._tx() as cur:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    cur.execute(statement)
+        try:
+            self._conn.migrate("ledger", _MIGRATIONS)
+        except BaseException:
+            self._conn.close()
+            raise
 
     @classmethod
     def from_url(cls, url: str, *, clock: Callable[[], float] = time.time) -> Ledger:
-        """``sqlite:///absolute/path`` or ``sqlite:///:memory:``."""
-        if url.startswith("sqlite:///"):
-            return cls(url[len("sqlite:///") :], clock=clock)
-        if url.startswith(("postgresql://", "postgres://")):
-            raise ValueError(
-                "INTERLACE_DATABASE_URL: PostgreSQL is not supported by this build yet; use sqlite:///path"
-            )
-        raise ValueError(f"INTERLACE_DATABASE_URL must start with sqlite:/// (got {url.split(':', 1)[0]}:...)")
+        """``sqlite:///absolute/path``, ``sqlite:///:memory:`` or ``postgresql://user@host:port/db?options=...``."""
+        return cls(Database.from_url(url), clock=clock)
 
     def close(self) -> None:
         with self._lock:
@@ -356,19 +376,13 @@ class Ledger:
         return self._clock()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Cursor]:
-        with self._lock:
-            cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                yield cur
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            else:
-                cur.execute("COMMIT")
-            finally:
-                cur.close()
+    def _tx(self) -> Iterator[Cursor]:
+        with self._lock, self._conn.transaction() as cur:
+            yield cur
+
+    def _lock_agent(self, cur: Cursor, scope: str, agent: str) -> None:
+        """Serialize with every other transaction changing this agent's money state (module docstring)."""
+        self._conn.lock(cur, "ledger-agent", scope, agent)
 
     # ---- requests: begin / resume / finish -------------------------------------------------
 
@@ -396,6 +410,7 @@ class Ledger:
         """
         now = self._clock()
         with self._tx() as cur:
+            self._lock_agent(cur, key.scope, key.agent)
             self._expire(cur, now)
             existing = self._get_request(cur, key)
             if existing is not None:
@@ -483,6 +498,7 @@ class Ledger:
     def get_request(self, key: RequestKey) -> RequestRecord | None:
         now = self._clock()
         with self._tx() as cur:
+            self._lock_agent(cur, key.scope, key.agent)
             self._expire(cur, now)
             return self._get_request(cur, key)
 
@@ -499,6 +515,7 @@ class Ledger:
         """Every tool's record for one of this agent's request ids, newest first."""
         now = self._clock()
         with self._tx() as cur:
+            self._lock_agent(cur, scope, agent)
             self._expire(cur, now)
             rows = cur.execute(
                 "SELECT tool FROM requests WHERE scope = ? AND agent = ? AND request_id = ? ORDER BY updated_at DESC",
@@ -511,6 +528,7 @@ class Ledger:
         """If the request's approval was granted, mark it used and the request executing."""
         now = self._clock()
         with self._tx() as cur:
+            self._lock_agent(cur, key.scope, key.agent)
             self._expire(cur, now)
             record = self._get_request(cur, key)
             if record is None:
@@ -542,6 +560,7 @@ class Ledger:
         """Success: commit the reservation and store the result for replays."""
         now = self._clock()
         with self._tx() as cur:
+            self._lock_agent(cur, key.scope, key.agent)
             record = self._get_request(cur, key)
             if record is None:
                 raise KeyError(key)
@@ -566,6 +585,7 @@ class Ledger:
         """
         now = self._clock()
         with self._tx() as cur:
+            self._lock_agent(cur, key.scope, key.agent)
             record = self._get_request(cur, key)
             if record is None or record.status == "completed":
                 return
@@ -638,6 +658,9 @@ class Ledger:
         """A human's decision. Deny releases the reservation at once; approve keeps it for ``ttl`` more seconds."""
         now = self._clock()
         with self._tx() as cur:
+            owner = cur.execute("SELECT scope, agent FROM approvals WHERE id = ?", (approval_id,)).fetchone()
+            if owner is not None:  # an approval never changes owner: lock first, then read it for real
+                self._lock_agent(cur, owner["scope"], owner["agent"])
             self._expire(cur, now)
             row = cur.execute("SELECT * FROM approvals WHERE id = ?", (approval_id,)).fetchone()
             if row is None:
@@ -669,6 +692,7 @@ class Ledger:
     def register_card(self, scope: str, agent: str, card_id: str, *, label: str | None, request_id: str | None) -> None:
         now = self._clock()
         with self._tx() as cur:
+            self._lock_agent(cur, scope, agent)  # active cards count in begin's max_active_cards check
             cur.execute(
                 "INSERT INTO cards (scope, card_id, agent, label, request_id, created_at) VALUES (?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (scope, card_id) DO NOTHING",
@@ -753,12 +777,13 @@ class Ledger:
         now = self._clock()
         rank = {"PENDING": 0, "CLOSED": 1, "FAIL": 1}
         with self._tx() as cur:
-            seen = cur.execute("SELECT 1 FROM webhook_events WHERE id = ?", (event_id,)).fetchone()
-            if seen:
-                return False
+            self._conn.lock(cur, "card-activity", scope, transaction_id)  # one writer per upstream transaction
             cur.execute(
-                "INSERT INTO webhook_events (id, event_type, received_at) VALUES (?, ?, ?)", (event_id, event_type, now)
+                "INSERT INTO webhook_events (id, event_type, received_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                (event_id, event_type, now),
             )
+            if cur.rowcount == 0:
+                return False  # a duplicate (possibly delivered to another instance at the same moment)
             row = cur.execute(
                 "SELECT status, event_time FROM card_activity WHERE scope = ? AND transaction_id = ?",
                 (scope, transaction_id),
@@ -844,6 +869,7 @@ class Ledger:
             )
         ]
         with self._tx() as cur:
+            self._lock_agent(cur, scope, agent)
             self._expire(cur, now)
             for window in WINDOWS:
                 reserved, committed = self._totals(cur, scope, agent, policy.currency, window, keys.key(window))
@@ -892,18 +918,16 @@ class Ledger:
 
     # ---- internals -------------------------------------------------------------------------
 
-    def _totals(
-        self, cur: sqlite3.Cursor, scope: str, agent: str, currency: str, window: str, wkey: str
-    ) -> tuple[int, int]:
+    def _totals(self, cur: Cursor, scope: str, agent: str, currency: str, window: str, wkey: str) -> tuple[int, int]:
         row = cur.execute(
             "SELECT reserved_minor, committed_minor FROM spend_totals"
-            " WHERE scope = ? AND agent = ? AND currency = ? AND window = ? AND window_key = ?",
+            ' WHERE scope = ? AND agent = ? AND currency = ? AND "window" = ? AND window_key = ?',
             (scope, agent, currency, window, wkey),
         ).fetchone()
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
     def _window_violations(
-        self, cur: sqlite3.Cursor, key: RequestKey, policy: AgentPolicy, spend: Decimal, currency: str, now: float
+        self, cur: Cursor, key: RequestKey, policy: AgentPolicy, spend: Decimal, currency: str, now: float
     ) -> list[Violation]:
         if spend <= 0:
             return []
@@ -943,18 +967,18 @@ class Ledger:
             )
         return out
 
-    def _card_violations(self, cur: sqlite3.Cursor, key: RequestKey, policy: AgentPolicy) -> list[Violation]:
+    def _card_violations(self, cur: Cursor, key: RequestKey, policy: AgentPolicy) -> list[Violation]:
         if policy.max_active_cards is None:
             return []
-        active = cur.execute(
-            "SELECT COUNT(*) FROM cards WHERE scope = ? AND agent = ? AND deleted_at IS NULL", (key.scope, key.agent)
-        ).fetchone()[0]
         # Issues not finished yet (pending approval or in flight, card not registered) hold a slot too.
-        pending = cur.execute(
-            "SELECT COUNT(*) FROM requests WHERE scope = ? AND agent = ? AND tool = ? AND card_id IS NULL"
-            " AND status IN ('pending_approval', 'executing')",
-            (key.scope, key.agent, key.tool),
-        ).fetchone()[0]
+        # One statement, so both counts come from one snapshot (a card registered between two reads of
+        # READ COMMITTED must not drop out of both).
+        active, pending = cur.execute(
+            "SELECT (SELECT COUNT(*) FROM cards WHERE scope = ? AND agent = ? AND deleted_at IS NULL),"
+            " (SELECT COUNT(*) FROM requests WHERE scope = ? AND agent = ? AND tool = ? AND card_id IS NULL"
+            " AND status IN ('pending_approval', 'executing'))",
+            (key.scope, key.agent, key.scope, key.agent, key.tool),
+        ).fetchone()
         used = int(active) + int(pending)
         if used + 1 <= policy.max_active_cards:
             return []
@@ -968,11 +992,12 @@ class Ledger:
         ]
 
     def _reserve(
-        self, cur: sqlite3.Cursor, key: RequestKey, spend: Decimal, currency: str, policy: AgentPolicy, now: float
+        self, cur: Cursor, key: RequestKey, spend: Decimal, currency: str, policy: AgentPolicy, now: float
     ) -> int:
         keys = window_keys(now, policy.zone)
         amount = to_minor(spend)
-        cur.execute(
+        entry_id = self._conn.insert_id(
+            cur,
             "INSERT INTO spend_entries (scope, agent, currency, amount_minor, state, tool, request_id, day_key,"
             " week_key, month_key, created_at, updated_at) VALUES (?, ?, ?, ?, 'reserved', ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -989,18 +1014,16 @@ class Ledger:
                 now,
             ),
         )
-        entry_id = cur.lastrowid
-        assert entry_id is not None
         for window in WINDOWS:
             cur.execute(
-                "INSERT INTO spend_totals (scope, agent, currency, window, window_key, reserved_minor, committed_minor)"
-                " VALUES (?, ?, ?, ?, ?, ?, 0) ON CONFLICT (scope, agent, currency, window, window_key)"
-                " DO UPDATE SET reserved_minor = reserved_minor + excluded.reserved_minor",
+                'INSERT INTO spend_totals (scope, agent, currency, "window", window_key, reserved_minor,'
+                ' committed_minor) VALUES (?, ?, ?, ?, ?, ?, 0) ON CONFLICT (scope, agent, currency, "window",'
+                " window_key) DO UPDATE SET reserved_minor = spend_totals.reserved_minor + excluded.reserved_minor",
                 (key.scope, key.agent, currency, window, keys.key(window), amount),
             )
         return int(entry_id)
 
-    def _settle_entry(self, cur: sqlite3.Cursor, entry_id: int, state: str, now: float) -> None:
+    def _settle_entry(self, cur: Cursor, entry_id: int, state: str, now: float) -> None:
         row = cur.execute("SELECT * FROM spend_entries WHERE id = ?", (entry_id,)).fetchone()
         if row is None or row["state"] != "reserved":
             return  # already settled: settling is idempotent
@@ -1009,16 +1032,22 @@ class Ledger:
         for window in WINDOWS:
             cur.execute(
                 "UPDATE spend_totals SET reserved_minor = reserved_minor - ?, committed_minor = committed_minor + ?"
-                " WHERE scope = ? AND agent = ? AND currency = ? AND window = ? AND window_key = ?",
+                ' WHERE scope = ? AND agent = ? AND currency = ? AND "window" = ? AND window_key = ?',
                 (row["amount_minor"], committed, row["scope"], row["agent"], row["currency"], window, wkeys[window]),
             )
         cur.execute("UPDATE spend_entries SET state = ?, updated_at = ? WHERE id = ?", (state, now, entry_id))
 
-    def _expire(self, cur: sqlite3.Cursor, now: float) -> int:
-        rows = cur.execute(
-            "SELECT * FROM approvals WHERE status IN ('pending', 'approved') AND expires_at <= ?", (now,)
-        ).fetchall()
-        for row in rows:
+    def _expire(self, cur: Cursor, now: float) -> int:
+        overdue = "SELECT * FROM approvals WHERE status IN ('pending', 'approved') AND expires_at <= ?"
+        expired = 0
+        for candidate in cur.execute(overdue + " ORDER BY id", (now,)).fetchall():
+            # Another agent's approval: only if its lock is free (or ours); a busy agent is swept next time.
+            if not self._conn.try_lock(cur, "ledger-agent", candidate["scope"], candidate["agent"]):
+                continue
+            row = cur.execute(overdue + " AND id = ?", (now, candidate["id"])).fetchone()  # decided meanwhile?
+            if row is None:
+                continue
+            expired += 1
             cur.execute("UPDATE approvals SET status = 'expired' WHERE id = ?", (row["id"],))
             text = (
                 f"approval {row['id']} for {format_amount(from_minor(row['amount_minor']))} {row['currency']}"
@@ -1027,9 +1056,9 @@ class Ledger:
                 + "; the reservation was released. Send a new request (new request_id) to ask again"
             )
             self._refuse_request_of(cur, row, "approval_expired", text, now)
-        return len(rows)
+        return expired
 
-    def _refuse_request_of(self, cur: sqlite3.Cursor, approval: sqlite3.Row, code: str, text: str, now: float) -> None:
+    def _refuse_request_of(self, cur: Cursor, approval: Row, code: str, text: str, now: float) -> None:
         req = cur.execute(
             "SELECT entry_id, status FROM requests WHERE scope = ? AND agent = ? AND tool = ? AND request_id = ?",
             (approval["scope"], approval["agent"], approval["tool"], approval["request_id"]),
@@ -1051,7 +1080,7 @@ class Ledger:
             ),
         )
 
-    def _get_request(self, cur: sqlite3.Cursor, key: RequestKey) -> RequestRecord | None:
+    def _get_request(self, cur: Cursor, key: RequestKey) -> RequestRecord | None:
         row = cur.execute(
             "SELECT * FROM requests WHERE scope = ? AND agent = ? AND tool = ? AND request_id = ?",
             (key.scope, key.agent, key.tool, key.request_id),
@@ -1079,24 +1108,65 @@ class Ledger:
             approval=approval,
         )
 
+    # ---- dashboard queries -------------------------------------------------------------------
 
-def _set_wal(conn: sqlite3.Connection, *, timeout: float = 30.0) -> None:
-    """Switch to WAL, retrying while another process holds the lock.
+    def add_operator_token(self, operator: str, digest: str) -> None:
+        """Store the sha256 of a new dashboard operator token (operator tokens never open the MCP endpoint)."""
+        now = self._clock()
+        with self._tx() as cur:
+            cur.execute(
+                "INSERT INTO operator_tokens (sha256, operator, created_at) VALUES (?, ?, ?)", (digest, operator, now)
+            )
 
-    SQLite may answer "database is locked" to this pragma at once, without calling the busy handler,
-    when several processes open a new file together (the first switch needs an exclusive lock).
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.01)
+    def operator_for_token(self, digest: str) -> str | None:
+        """The operator whose live token has this sha256, else None (agent tokens are never operator tokens)."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT operator FROM operator_tokens WHERE sha256 = ? AND revoked_at IS NULL", (digest,)
+            ).fetchone()
+        return str(row[0]) if row else None
+
+    def revoke_operator_tokens(self, operator: str) -> int:
+        """Revoke every live token of ``operator``; returns how many. Open dashboard sessions end at once."""
+        now = self._clock()
+        with self._tx() as cur:
+            cur.execute(
+                "UPDATE operator_tokens SET revoked_at = ? WHERE operator = ? AND revoked_at IS NULL", (now, operator)
+            )
+            return cur.rowcount
+
+    def operator_names(self) -> dict[str, int]:
+        """Operators with live dashboard tokens, and how many each has."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT operator, COUNT(*) FROM operator_tokens WHERE revoked_at IS NULL"
+                " GROUP BY operator ORDER BY operator"
+            ).fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def daily_spend(self, scope: str, days: int, agent: str | None = None) -> list[tuple[str, Decimal]]:
+        """Committed spend per calendar day (the entries' ``day_key``, in each agent's policy timezone) for the
+        last ``days`` days up to today (UTC), oldest first; days without spend are 0.00."""
+        if days <= 0:
+            return []
+        today = datetime.fromtimestamp(self._clock(), tz=UTC).date()
+        first = today - timedelta(days=days - 1)
+        sql = (
+            "SELECT day_key, COALESCE(SUM(amount_minor), 0) FROM spend_entries"
+            " WHERE scope = ? AND state = 'committed' AND day_key >= ?"
+        )
+        params: list[Any] = [scope, first.isoformat()]
+        if agent is not None:
+            sql += " AND agent = ?"
+            params.append(agent)
+        with self._lock:
+            rows = self._conn.execute(sql + " GROUP BY day_key ORDER BY day_key", params).fetchall()
+        totals = {str(r[0]): int(r[1]) for r in rows}
+        # An agent east of UTC may already be on tomorrow's key: extend the range rather than drop it.
+        last = max([today, *(date.fromisoformat(k) for k in totals)])
+        span = (last - first).days + 1
+        keys = [(first + timedelta(days=i)).isoformat() for i in range(span)]
+        return [(k, from_minor(totals.get(k, 0))) for k in keys[-days:]]
 
 
 class Refused(Exception):
@@ -1107,7 +1177,7 @@ class Refused(Exception):
         super().__init__(refusal_text(self.violations))
 
 
-def _denied_text(row: sqlite3.Row, by: str, reason: str | None) -> str:
+def _denied_text(row: Row, by: str, reason: str | None) -> str:
     who = by or "an operator"
     return (
         f"approval {row['id']} for {format_amount(from_minor(row['amount_minor']))} {row['currency']} was denied"
@@ -1115,7 +1185,7 @@ def _denied_text(row: sqlite3.Row, by: str, reason: str | None) -> str:
     )
 
 
-def _approval(row: sqlite3.Row) -> Approval:
+def _approval(row: Row) -> Approval:
     return Approval(
         id=row["id"],
         agent=row["agent"],
@@ -1134,7 +1204,7 @@ def _approval(row: sqlite3.Row) -> Approval:
     )
 
 
-def _card(row: sqlite3.Row) -> CardRecord:
+def _card(row: Row) -> CardRecord:
     return CardRecord(
         scope=row["scope"],
         card_id=row["card_id"],
