@@ -27,12 +27,14 @@ from interlace_mcp._logging import configure_logging
 from interlace_mcp.audit import AuditLog
 from interlace_mcp.client import InterlaceClient, InterlaceError
 from interlace_mcp.config import ConfigError, Settings
+from interlace_mcp.dashboard import OPERATOR_TOKEN_PREFIX, build_dashboard_app
 from interlace_mcp.money import AmountError, format_amount, parse_amount
 from interlace_mcp.policy import PolicyError, token_digest
-from interlace_mcp.sandbox import run_sandbox
+from interlace_mcp.policy._db import redact_url
+from interlace_mcp.sandbox import parse_fault, run_sandbox
 from interlace_mcp.server import build_runtime, build_server, sandbox_state_path
 from interlace_mcp.server._build import interlace_client, start
-from interlace_mcp.server._http import AuthMode, build_http_app
+from interlace_mcp.server._http import AuthMode, build_http_app, transport_security
 from interlace_mcp.server._operator import decide_approval, set_agent_frozen
 from interlace_mcp.tools._recovery import reconcile, recover
 from interlace_mcp.tools._registry import select_tools
@@ -63,6 +65,15 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8766)
     sandbox.add_argument("--reset", action="store_true", help="wipe the emulator state first")
+    sandbox.add_argument(
+        "--fault",
+        action="append",
+        type=parse_fault,
+        default=[],
+        metavar="PATH:KIND[:STATUS][:TIMES]",
+        help="inject a fault (repeatable); KIND: latency, error, rate_limit, timeout, reset, fail_after_commit",
+    )
+    sandbox.add_argument("--latency-ms", type=int, default=0, metavar="N", help="delay every API request by N ms")
     sandbox_sub = sandbox.add_subparsers(dest="sandbox_command")
     purchase = sandbox_sub.add_parser("simulate-purchase", help="make a sandbox card spend at a merchant")
     purchase.add_argument("--card", required=True, help="card id")
@@ -111,6 +122,20 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("name")
         cmd.add_argument("--reason", default=None)
         cmd.add_argument("--by", default=None)
+
+    operators = sub.add_parser("operators", help="dashboard operator tokens")
+    operators_sub = operators.add_subparsers(dest="operators_command", required=True)
+    operators_sub.add_parser("token", help="mint a dashboard token for operator NAME (printed once)").add_argument(
+        "name"
+    )
+    operators_sub.add_parser("revoke", help="revoke every dashboard token of NAME (ends its sessions)").add_argument(
+        "name"
+    )
+    operators_sub.add_parser("list", help="operators with live dashboard tokens")
+
+    dash = sub.add_parser("dashboard", help="serve the operator dashboard alone (for stdio deployments)")
+    dash.add_argument("--host", default="127.0.0.1")
+    dash.add_argument("--port", type=int, default=8767)
     return p
 
 
@@ -156,6 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.agents_command in ("token", "revoke", "list"):
                 return _agent_tokens(args, settings)
             return anyio.run(_agents, args, settings)
+        if command == "operators":
+            return _operators(args, settings)
+        if command == "dashboard":
+            return _dashboard(args, settings)
     except (ConfigError, PolicyError) as exc:
         print(f"interlace-mcp: {exc}", file=sys.stderr)
         return 2
@@ -211,7 +240,17 @@ def _serve_http(args: argparse.Namespace, settings: Settings) -> int:
 def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
     if args.sandbox_command == "simulate-purchase":
         return anyio.run(_simulate_purchase, args, settings)
-    run_sandbox(args.host, args.port, state_path=sandbox_state_path(settings), reset=args.reset)
+    if args.latency_ms < 0:
+        print("interlace-mcp: --latency-ms must not be negative", file=sys.stderr)
+        return 2
+    run_sandbox(
+        args.host,
+        args.port,
+        state_path=sandbox_state_path(settings),
+        reset=args.reset,
+        faults=args.fault,
+        latency_ms=args.latency_ms,
+    )
     return 0
 
 
@@ -262,7 +301,7 @@ def _check(settings: Settings) -> int:
         f"upstream: {'embedded sandbox (no real money)' if upstream.embedded else upstream.base_url}"
         f"{' [sandbox]' if upstream.sandbox else ' [PRODUCTION: real money]'}"
     )
-    print(f"database: {settings.resolved_database_url()}")
+    print(f"database: {redact_url(settings.resolved_database_url())}")
     print(f"policy: {policy.source}")
     tools = select_tools(read_only=settings.read_only, toolsets=settings.toolset_names(), sandbox=upstream.sandbox)
     agents = sorted({settings.agent_id, *policy.agents})
@@ -478,3 +517,57 @@ async def _agents(args: argparse.Namespace, settings: Settings) -> int:
     done = report.cards - len(report.failures)
     print(f"agent {args.name} {action}: {done} of {report.cards} card(s) {action} at Interlace")
     return 1 if report.failures else 0
+
+
+# ---- operators / dashboard -----------------------------------------------------------------------
+
+
+def _operators(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = build_runtime(settings)
+    ledger = runtime.ledger
+    if args.operators_command == "token":
+        if not re.fullmatch(r"[A-Za-z0-9._:@-]{1,64}", args.name):
+            print("interlace-mcp: operator names are 1-64 chars of A-Z a-z 0-9 . _ : @ -", file=sys.stderr)
+            return 2
+        token = OPERATOR_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        ledger.add_operator_token(args.name, token_digest(token))
+        print(token)
+        print(
+            f"(dashboard token for operator {args.name!r}: shown once, only its sha256 is stored; it opens the "
+            f"dashboard only, never /mcp; revoke with: interlace-mcp operators revoke {args.name})",
+            file=sys.stderr,
+        )
+        return 0
+    if args.operators_command == "revoke":
+        count = ledger.revoke_operator_tokens(args.name)
+        print(f"revoked {count} dashboard token(s) of operator {args.name}; their sessions end on the next request")
+        return 0 if count else 1
+    names = ledger.operator_names()
+    if not names:
+        print("no operators: mint a dashboard token with: interlace-mcp operators token NAME")
+    for name, count in names.items():
+        print(f"{name:<24} dashboard tokens: {count}")
+    return 0
+
+
+def _dashboard(args: argparse.Namespace, settings: Settings) -> int:
+    security = transport_security(settings, args.host)  # beyond loopback only with INTERLACE_ALLOWED_HOSTS
+    app = build_dashboard_app(settings, security=security)
+    runtime = app.state.interlace_runtime
+    print(
+        f"interlace-mcp: operator dashboard on http://{args.host}:{args.port}/dashboard"
+        + ("; embedded sandbox: no real money" if runtime.upstream.embedded else "")
+        + ("" if runtime.ledger.operator_names() else "; no operator yet: run interlace-mcp operators token NAME"),
+        file=sys.stderr,
+    )
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=settings.log_level.lower(),
+        log_config=None,
+        timeout_graceful_shutdown=10,
+        proxy_headers=False,
+    )
+    uvicorn.Server(config).run()
+    return 0

@@ -2,7 +2,7 @@
 
 from ._app import SandboxConnectionDropped, create_sandbox_app
 from ._crypto import decrypt_card_field, encrypt_card_field
-from ._runner import run_sandbox, sandbox_banner
+from ._runner import FaultSpec, parse_fault, run_sandbox, sandbox_banner
 from ._seeds import (
     ACCOUNT_ID,
     BUDGET_BIN_ID,
@@ -33,6 +33,7 @@ __all__ = [
     "PREPAID_BIN_ID",
     "SEEDS",
     "FaultRule",
+    "FaultSpec",
     "SandboxConnectionDropped",
     "SandboxError",
     "SandboxState",
@@ -40,6 +41,7 @@ __all__ = [
     "decrypt_card_field",
     "encrypt_card_field",
     "luhn_valid",
+    "parse_fault",
     "run_sandbox",
     "sandbox_banner",
 ]

@@ -9,6 +9,9 @@ its own OAuth credentials and no access to request headers).
 
 DNS-rebinding protection stays on: loopback hosts and origins are allowed; binding anywhere else
 requires ``INTERLACE_ALLOWED_HOSTS`` (and ``INTERLACE_ALLOWED_ORIGINS`` for browsers).
+
+The operator dashboard (``interlace_mcp.dashboard``) is served at ``/dashboard`` beside them, behind its
+own operator sign-in (never an agent's bearer token).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from starlette.responses import JSONResponse, Response
 
 from interlace_mcp import __version__
 from interlace_mcp.config import ConfigError, Settings
+from interlace_mcp.dashboard import Dashboard
 from interlace_mcp.policy import token_digest
 from interlace_mcp.server._build import build_runtime, build_server, open_runtime
 from interlace_mcp.server._webhooks import webhook_handler
@@ -185,6 +189,10 @@ def build_http_app(
     _add_health(server, runtime)
     # Not behind bearer auth: Interlace signs each notification (HMAC) instead.
     server.custom_route("/webhooks/interlace", methods=["POST"])(webhook_handler(runtime))
+    # Not behind bearer auth either: operators sign in with their own tokens (sessions + CSRF).
+    dashboard = Dashboard(runtime, security=security)
+    for path, methods, endpoint in dashboard.routes():
+        server.custom_route(path, methods=methods)(endpoint)
     if transport == "http":
         app = server.streamable_http_app(transport_security=security)
     else:
@@ -203,6 +211,7 @@ def build_http_app(
     app.router.lifespan_context = lifespan
     app.state.interlace_runtime = runtime
     app.state.mcp_server = server
+    app.state.interlace_dashboard = dashboard
     return app
 
 

@@ -1,0 +1,531 @@
+"""The operator dashboard: routes, sessions, CSRF, and the data each page shows.
+
+Security model (threats I1, I2, I5):
+
+- **Who.** An operator token (``interlace-mcp operators token NAME``; only its sha256 is stored, in
+  ``operator_tokens``) is pasted once on the login page. Agent tokens live in another table and never
+  match, so no agent can open the dashboard. Revoking an operator's tokens ends their sessions on the
+  next request (every request re-checks the token behind the session).
+- **Sessions.** A random 256-bit id in a cookie (``HttpOnly; SameSite=Strict; Path=/dashboard``, plus
+  ``Secure`` when served over https); the server keeps a map from the id's sha256 to the session, per
+  process (a restart signs everyone out). Sessions end after 30 minutes idle or 12 hours.
+- **CSRF.** Every state-changing POST carries the session's CSRF token in a hidden field, compared in
+  constant time; a POST without a valid session or token is 403. Cross-site POSTs are refused by
+  ``Origin`` / ``Sec-Fetch-Site`` as well, and SameSite=Strict keeps the cookie off them anyway.
+- **Where.** The ``Host`` header must be one of the server's allowed hosts (loopback unless
+  ``INTERLACE_ALLOWED_HOSTS``), as for ``/mcp``: DNS rebinding gets 421.
+- **What.** Pages are server-rendered and every value is HTML-escaped; upstream text is sanitized
+  first. A strict Content-Security-Policy (per-response nonce, nothing external) and ``frame-ancestors
+  'none'`` back this up. Card numbers are never fetched: only the masked card object (last four).
+- **Actions** go through the same code as the CLI: :func:`decide_approval` and :func:`set_agent_frozen`,
+  audited with the operator's name.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+import anyio.to_thread
+import httpx
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from interlace_mcp.audit._record import AuditRecord
+from interlace_mcp.client import InterlaceError, NotFoundError
+from interlace_mcp.config import Settings
+from interlace_mcp.dashboard import _views as views
+from interlace_mcp.money import format_amount
+from interlace_mcp.policy import Approval, token_digest
+from interlace_mcp.server._build import build_runtime, interlace_client, start
+from interlace_mcp.server._operator import decide_approval, set_agent_frozen
+from interlace_mcp.tools._runtime import Runtime
+from interlace_mcp.tools._sanitize import clean_text
+from interlace_mcp.tools._shared import card_result
+from interlace_mcp.tools.cards import transaction_info
+
+__all__ = ["COOKIE", "OPERATOR_TOKEN_PREFIX", "Dashboard", "build_dashboard_app"]
+
+logger = logging.getLogger("interlace_mcp.dashboard")
+
+COOKIE = "interlace_dashboard"
+OPERATOR_TOKEN_PREFIX = "itl_op_"
+IDLE_SECONDS = 30 * 60
+MAX_AGE_SECONDS = 12 * 3600
+MAX_SESSIONS = 1000
+MAX_FORM_BYTES = 8 * 1024
+#: Failed logins allowed per client address per LOGIN_WINDOW seconds (tokens are 256-bit: this only
+#: keeps noise down).
+MAX_LOGIN_FAILURES = 10
+LOGIN_WINDOW = 300.0
+CHART_DAYS = 30
+CARD_TRANSACTIONS = 10
+AUDIT_RECORDS = 25
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass
+class Session:
+    operator: str
+    digest: str  # sha256 of the operator token behind it: re-checked on every request
+    csrf: str
+    created: float
+    seen: float
+    flashes: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _sid_key(sid: str) -> str:
+    return hashlib.sha256(sid.encode("utf-8", "replace")).hexdigest()
+
+
+def _matches(value: str, patterns: Sequence[str]) -> bool:
+    """Exact, or ``base:*`` for any port (the SDK's DNS-rebinding rules)."""
+    for pattern in patterns:
+        if value == pattern or (pattern.endswith(":*") and value.startswith(pattern[:-2] + ":")):
+            return True
+    return False
+
+
+class Dashboard:
+    """The dashboard's routes over one runtime. ``routes()`` lists (path, methods, endpoint)."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        security: TransportSecuritySettings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.runtime = runtime
+        self.security = security
+        self._clock = clock
+        self._sessions: dict[str, Session] = {}
+        self._failures: dict[str, list[float]] = {}
+
+    def routes(self) -> list[tuple[str, list[str], Endpoint]]:
+        return [
+            ("/dashboard", ["GET"], self._page(self._overview)),
+            ("/dashboard/login", ["GET", "POST"], self._login),
+            ("/dashboard/logout", ["POST"], self._action(self._logout)),
+            ("/dashboard/approvals", ["GET"], self._page(self._approvals)),
+            ("/dashboard/approvals/live", ["GET"], self._fragment(self._approvals_live)),
+            ("/dashboard/approvals/{approval_id}/{decision}", ["POST"], self._action(self._decide)),
+            ("/dashboard/agents/{agent}", ["GET"], self._page(self._agent)),
+            ("/dashboard/agents/{agent}/{switch}", ["POST"], self._action(self._kill_switch)),
+            ("/dashboard/api/pending", ["GET"], self._fragment(self._pending_json)),
+        ]
+
+    def starlette_routes(self) -> list[Route]:
+        return [Route(path, endpoint=endpoint, methods=methods) for path, methods, endpoint in self.routes()]
+
+    # ---- guards --------------------------------------------------------------------------------
+
+    def _host_ok(self, request: Request) -> bool:
+        if not self.security.enable_dns_rebinding_protection:
+            return True
+        return _matches(request.headers.get("host", ""), self.security.allowed_hosts)
+
+    def _cross_site(self, request: Request) -> bool:
+        """A POST from another site (the browser says so): refused before anything else."""
+        if request.headers.get("sec-fetch-site", "") in ("cross-site", "same-site"):
+            return True
+        origin = request.headers.get("origin")
+        if not origin:
+            return False
+        own = f"{request.url.scheme}://{request.headers.get('host', '')}"
+        return origin != own and not _matches(origin, self.security.allowed_origins)
+
+    async def _session(self, request: Request) -> Session | None:
+        sid = request.cookies.get(COOKIE)
+        if not sid or len(sid) > 128:
+            return None
+        key = _sid_key(sid)
+        session = self._sessions.get(key)
+        if session is None:
+            return None
+        now = self._clock()
+        if now - session.seen > IDLE_SECONDS or now - session.created > MAX_AGE_SECONDS:
+            self._sessions.pop(key, None)
+            return None
+        owner = await anyio.to_thread.run_sync(self.runtime.ledger.operator_for_token, session.digest)
+        if owner != session.operator:  # the operator's token was revoked: the session goes with it
+            self._sessions.pop(key, None)
+            return None
+        session.seen = now
+        return session
+
+    def _secure(self, request: Request) -> bool:
+        public = self.runtime.settings.public_url or ""
+        return request.url.scheme == "https" or public.startswith("https://")
+
+    def _finish(self, response: Response, nonce: str | None = None) -> Response:
+        style = f"'nonce-{nonce}'" if nonce else "'none'"
+        response.headers["Content-Security-Policy"] = (
+            f"default-src 'none'; style-src {style}; script-src {style}; img-src 'self' data:; "
+            "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        )
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"  # no-referrer would make forms send Origin: null
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def _misdirected(self) -> Response:
+        return self._finish(Response("Invalid Host header", status_code=421, media_type="text/plain"))
+
+    def _page(self, handler: Callable[[Request, Session, str], Awaitable[Response]]) -> Endpoint:
+        """GET pages: no session -> redirect to the login page."""
+
+        async def endpoint(request: Request) -> Response:
+            if not self._host_ok(request):
+                return self._misdirected()
+            session = await self._session(request)
+            if session is None:
+                return self._finish(RedirectResponse("/dashboard/login", status_code=303))
+            nonce = secrets.token_urlsafe(16)
+            return self._finish(await handler(request, session, nonce), nonce)
+
+        return endpoint
+
+    def _fragment(self, handler: Callable[[Request, Session], Awaitable[Response]]) -> Endpoint:
+        """Polled fragments and JSON: no session -> 401 (the page's script then reloads to the login)."""
+
+        async def endpoint(request: Request) -> Response:
+            if not self._host_ok(request):
+                return self._misdirected()
+            session = await self._session(request)
+            if session is None:
+                return self._finish(JSONResponse({"error": "not signed in"}, status_code=401))
+            return self._finish(await handler(request, session))
+
+        return endpoint
+
+    def _action(self, handler: Callable[[Request, Session, dict[str, str]], Awaitable[Response]]) -> Endpoint:
+        """State-changing POSTs: same-site only, a live session and its CSRF token, else 403."""
+
+        async def endpoint(request: Request) -> Response:
+            if not self._host_ok(request):
+                return self._misdirected()
+            if self._cross_site(request):
+                return self._forbidden("cross-site request refused")
+            session = await self._session(request)
+            if session is None:
+                return self._forbidden("not signed in")
+            form = await _form(request)
+            if form is None:
+                return self._forbidden("malformed form")
+            sent = form.get("csrf", "")
+            if not hmac.compare_digest(sent.encode("utf-8", "replace"), session.csrf.encode("ascii")):
+                logger.warning(
+                    "dashboard: %s POST %s with a missing or wrong CSRF token", session.operator, request.url
+                )
+                return self._forbidden("missing or wrong CSRF token")
+            return self._finish(await handler(request, session, form))
+
+        return endpoint
+
+    def _forbidden(self, why: str) -> Response:
+        return self._finish(Response(f"403 Forbidden: {why}", status_code=403, media_type="text/plain"))
+
+    def _chrome(self, session: Session, nonce: str, pending: int) -> views.Chrome:
+        flashes, session.flashes = list(session.flashes), []
+        return views.Chrome(
+            operator=session.operator,
+            csrf=session.csrf,
+            nonce=nonce,
+            pending=pending,
+            now=self._clock(),
+            sandbox=self.runtime.sandbox,
+            flashes=flashes,
+        )
+
+    # ---- login / logout ------------------------------------------------------------------------
+
+    async def _login(self, request: Request) -> Response:
+        if not self._host_ok(request):
+            return self._misdirected()
+        nonce = secrets.token_urlsafe(16)
+        if request.method != "POST":
+            if await self._session(request) is not None:
+                return self._finish(RedirectResponse("/dashboard", status_code=303))
+            return self._finish(HTMLResponse(views.login_page(nonce=nonce)), nonce)
+        if self._cross_site(request):
+            return self._forbidden("cross-site request refused")
+        client = request.client.host if request.client else "-"
+        now = self._clock()
+        recent = [t for t in self._failures.get(client, []) if now - t < LOGIN_WINDOW]
+        if len(recent) >= MAX_LOGIN_FAILURES:
+            self._failures[client] = recent
+            page = views.login_page(nonce=nonce, error="Too many failed sign-ins: wait a few minutes.")
+            return self._finish(HTMLResponse(page, status_code=429), nonce)
+        form = await _form(request)
+        token = (form or {}).get("token", "").strip()
+        digest = token_digest(token)
+        operator = None
+        if token and len(token) <= 256:
+            operator = await anyio.to_thread.run_sync(self.runtime.ledger.operator_for_token, digest)
+        if operator is None:
+            recent.append(now)
+            self._failures[client] = recent
+            logger.warning("dashboard: failed sign-in from %s", client)
+            page = views.login_page(
+                nonce=nonce, error="That is not a valid operator token (agent tokens do not open the dashboard)."
+            )
+            return self._finish(HTMLResponse(page, status_code=401), nonce)
+        self._failures.pop(client, None)
+        sid = secrets.token_urlsafe(32)  # a new id at every sign-in (no fixation)
+        self._store(_sid_key(sid), Session(operator, digest, secrets.token_urlsafe(32), now, now))
+        await self.runtime.record(agent="-", tool="dashboard", event="operator_login", actor=operator)
+        response = RedirectResponse("/dashboard", status_code=303)
+        response.set_cookie(
+            COOKIE,
+            sid,
+            max_age=MAX_AGE_SECONDS,
+            path="/dashboard",
+            secure=self._secure(request),
+            httponly=True,
+            samesite="strict",
+        )
+        return self._finish(response)
+
+    def _store(self, key: str, session: Session) -> None:
+        now = self._clock()
+        stale = [
+            k for k, s in self._sessions.items() if now - s.seen > IDLE_SECONDS or now - s.created > MAX_AGE_SECONDS
+        ]
+        for key in stale:
+            del self._sessions[key]
+        while len(self._sessions) >= MAX_SESSIONS:  # drop the least recently used
+            del self._sessions[min(self._sessions, key=lambda k: self._sessions[k].seen)]
+        self._sessions[key] = session
+
+    async def _logout(self, request: Request, session: Session, form: dict[str, str]) -> Response:
+        sid = request.cookies.get(COOKIE, "")
+        self._sessions.pop(_sid_key(sid), None)
+        response = RedirectResponse("/dashboard/login", status_code=303)
+        response.delete_cookie(
+            COOKIE, path="/dashboard", secure=self._secure(request), httponly=True, samesite="strict"
+        )
+        return response
+
+    # ---- data ----------------------------------------------------------------------------------
+
+    async def _ledger(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+    async def _agents(self) -> list[str]:
+        ledger = self.runtime.ledger
+        known = await self._ledger(ledger.known_agents)
+        tokens = await self._ledger(ledger.token_agents)
+        policy = self.runtime.policies.current()
+        return sorted({*known, *tokens, *policy.agents})
+
+    async def _pending(self) -> list[Approval]:
+        items: list[Approval] = await self._ledger(self.runtime.ledger.list_approvals, status="pending")
+        return items
+
+    async def _agent_row(self, name: str, pending: Sequence[Approval]) -> views.AgentRow:
+        rt = self.runtime
+        effective = rt.policies.for_agent(name)
+        windows = await self._ledger(rt.ledger.window_status, rt.scope, name, effective)
+        frozen = await self._ledger(rt.ledger.agent_frozen, name)
+        cards = await self._ledger(rt.ledger.agent_cards, rt.scope, name)
+        return views.AgentRow(
+            name=name,
+            currency=effective.currency,
+            windows=windows,
+            frozen=frozen,
+            cards=len(cards),
+            pending=sum(1 for a in pending if a.agent == name),
+        )
+
+    # ---- pages ---------------------------------------------------------------------------------
+
+    async def _overview(self, request: Request, session: Session, nonce: str) -> Response:
+        pending = await self._pending()
+        rows = [await self._agent_row(name, pending) for name in await self._agents()]
+        chart = await self._ledger(self.runtime.ledger.daily_spend, self.runtime.scope, CHART_DAYS)
+        currency = self.runtime.policies.current().defaults.currency
+        page = views.overview_page(rows, chart, currency, chrome=self._chrome(session, nonce, len(pending)))
+        return HTMLResponse(page)
+
+    def _fragment_html(self, session: Session, pending: Sequence[Approval]) -> str:
+        return views.approvals_fragment(pending, csrf=session.csrf, now=self._clock(), scope=self.runtime.scope)
+
+    async def _approvals(self, request: Request, session: Session, nonce: str) -> Response:
+        pending = await self._pending()
+        everything: list[Approval] = await self._ledger(self.runtime.ledger.list_approvals, status=None)
+        recent = sorted(
+            (a for a in everything if a.status != "pending"),
+            key=lambda a: a.decided_at or a.expires_at,
+            reverse=True,
+        )[:20]
+        page = views.approvals_page(
+            self._fragment_html(session, pending), recent, chrome=self._chrome(session, nonce, len(pending))
+        )
+        return HTMLResponse(page)
+
+    async def _approvals_live(self, request: Request, session: Session) -> Response:
+        return HTMLResponse(self._fragment_html(session, await self._pending()))
+
+    async def _pending_json(self, request: Request, session: Session) -> Response:
+        pending = await self._pending()
+        return JSONResponse({"count": len(pending), "approvals": [a.id for a in pending]})
+
+    async def _agent(self, request: Request, session: Session, nonce: str) -> Response:
+        name = request.path_params["agent"]
+        pending = await self._pending()
+        chrome = self._chrome(session, nonce, len(pending))
+        if name not in await self._agents():
+            page = views.error_page("Not found", f"No agent named {name!r}.", nonce=nonce, chrome=chrome)
+            return HTMLResponse(page, status_code=404)
+        row = await self._agent_row(name, pending)
+        cards = await self._card_views(name)
+        audit: list[AuditRecord] = await self._ledger(self.runtime.audit.tail, AUDIT_RECORDS, agent=name)
+        mine = [a for a in pending if a.agent == name]
+        return HTMLResponse(views.agent_page(row, cards, audit, mine, chrome=chrome))
+
+    async def _card_views(self, agent: str) -> list[views.CardView]:
+        """The agent's live cards from Interlace, masked (never the details endpoint), with transactions."""
+        rt = self.runtime
+        records = await self._ledger(rt.ledger.agent_cards, rt.scope, agent)
+        out: list[views.CardView] = []
+        for record in records:
+            try:
+                card = await rt.api.get_card(record.card_id)
+                summary = await rt.api.get_card_summary(record.card_id)
+            except NotFoundError:
+                out.append(views.CardView(record.card_id, None, error="Interlace no longer knows this card"))
+                continue
+            except (InterlaceError, RuntimeError) as exc:
+                out.append(views.CardView(record.card_id, None, error=_upstream_text(exc)))
+                continue
+            masked = card_result(rt, card, summary=summary, record=record)
+            try:
+                page = await rt.api.list_card_transactions(card_id=record.card_id, limit=CARD_TRANSACTIONS)
+                txns = [transaction_info(t) for t in page.items]
+                out.append(views.CardView(record.card_id, masked, txns))
+            except (InterlaceError, RuntimeError) as exc:
+                out.append(views.CardView(record.card_id, masked, error=f"transactions: {_upstream_text(exc)}"))
+        return out
+
+    # ---- actions -------------------------------------------------------------------------------
+
+    async def _decide(self, request: Request, session: Session, form: dict[str, str]) -> Response:
+        approval_id = request.path_params["approval_id"]
+        decision = request.path_params["decision"]
+        if decision not in ("approve", "deny"):
+            return Response("not found", status_code=404, media_type="text/plain")
+        reason = clean_text(form.get("reason", ""), 200) or None
+        approve = decision == "approve"
+        try:
+            decided = await self._ledger(
+                decide_approval, self.runtime, approval_id, approve=approve, by=session.operator, reason=reason
+            )
+        except (KeyError, ValueError) as exc:
+            session.flashes.append(("error", str(exc.args[0]) if exc.args else "cannot decide"))
+        except Exception:
+            logger.exception("dashboard: deciding %s failed", approval_id)
+            session.flashes.append(("error", f"deciding {approval_id} failed: see the server log"))
+        else:
+            verb = "approved" if approve else "denied"
+            text = f"{decided.id} {verb}: {decided.agent} {decided.tool} {format_amount(decided.amount)}"
+            text += f" {decided.currency}"
+            text += (
+                f"; the agent's retry of request {decided.request_id} runs it once, until {decided.expires_at_iso}"
+                if approve
+                else "; the reservation was released"
+            )
+            session.flashes.append(("ok", text))
+        return RedirectResponse("/dashboard/approvals", status_code=303)
+
+    async def _kill_switch(self, request: Request, session: Session, form: dict[str, str]) -> Response:
+        agent = request.path_params["agent"]
+        switch = request.path_params["switch"]
+        if switch not in ("freeze", "unfreeze") or agent not in await self._agents():
+            return Response("not found", status_code=404, media_type="text/plain")
+        reason = clean_text(form.get("reason", ""), 200) or None
+        freeze = switch == "freeze"
+        report = await set_agent_frozen(self.runtime, agent, freeze=freeze, by=session.operator, reason=reason)
+        action = "frozen" if freeze else "unfrozen"
+        done = report.cards - len(report.failures)
+        session.flashes.append(
+            ("ok", f"agent {agent} {action}: {done} of {report.cards} card(s) {action} at Interlace")
+        )
+        for failure in report.failures:
+            session.flashes.append(("error", failure))
+        return RedirectResponse(views.BASE + "/agents/" + quote(agent, safe=""), status_code=303)
+
+
+def _upstream_text(exc: Exception) -> str:
+    return clean_text(str(exc), 200) or type(exc).__name__
+
+
+async def _form(request: Request) -> dict[str, str] | None:
+    """A small urlencoded form (first value of each field), or None when it is not one."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/x-www-form-urlencoded":
+        return None
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > MAX_FORM_BYTES):
+        return None
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return None
+    try:
+        parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=20)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return {key: values[0] for key, values in parsed.items() if values}
+
+
+def build_dashboard_app(
+    settings: Settings,
+    *,
+    security: TransportSecuritySettings,
+    runtime: Runtime | None = None,
+    sandbox_app: Starlette | None = None,
+    upstream_transport: httpx.AsyncBaseTransport | None = None,
+    backoff: bool = True,
+) -> Starlette:
+    """``interlace-mcp dashboard``: only the dashboard, over the same database as a stdio server.
+
+    Its lifespan opens the Interlace client and discovers the account, as other CLI commands do.
+    """
+    runtime = runtime or build_runtime(settings)
+    dashboard = Dashboard(runtime, security=security)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with interlace_client(
+            runtime, sandbox_app=sandbox_app, upstream_transport=upstream_transport, backoff=backoff
+        ) as client:
+            runtime.client = client
+            try:
+                await start(runtime)
+                yield
+            finally:
+                runtime.client = None
+
+    async def root(request: Request) -> Response:
+        return RedirectResponse("/dashboard", status_code=307)
+
+    app = Starlette(routes=[Route("/", root, methods=["GET"]), *dashboard.starlette_routes()], lifespan=lifespan)
+    app.state.interlace_runtime = runtime
+    app.state.interlace_dashboard = dashboard
+    return app
