@@ -112,16 +112,21 @@ async def test_rate_limit_past_retries_is_a_definite_refusal_that_releases(
     assert len([m for m in sandbox.snapshot()["movements"] if m["kind"] == "transfer_in"]) == 1
 
 
-async def test_a_failed_read_after_the_movement_keeps_it_in_progress(
+async def test_a_failed_read_after_the_movement_completes_with_a_warning(
     make_server: ServerFactory, sandbox_app: Any
 ) -> None:
-    """Transfer applied, then the card read fails (5xx): in_progress, not a crash; the retry completes once."""
+    """Transfer applied, then the card read fails (5xx or 429): completed with a warning; never moved twice."""
     sandbox = sandbox_of(sandbox_app)
     async with Client(make_server()) as c:
         card_id = (await call(c, "issue_card", {"amount": "2.00", "request_id": "s"}))["card"]["card_id"]
-        sandbox.add_fault(f"/open-api/v3/cards/{card_id}/card-summary", "error", status=500, times=ALL_ATTEMPTS)
-        first = await call(c, "top_up_card", {"card_id": card_id, "amount": "1.00", "request_id": "t"})
-        second = await call(c, "top_up_card", {"card_id": card_id, "amount": "1.00", "request_id": "t"})
-    assert first["status"] == "in_progress"
-    assert second["status"] == "completed" and second["card"]["balance"] == "3.00"
-    assert len([m for m in sandbox.snapshot()["movements"] if m["kind"] == "transfer_in"]) == 1
+        for kind, options in (("error", {"status": 500}), ("rate_limit", {"retry_after": 0})):
+            sandbox.add_fault(f"/open-api/v3/cards/{card_id}/card-summary", kind, times=ALL_ATTEMPTS, **options)
+            args = {"card_id": card_id, "amount": "1.00", "request_id": f"t-{kind}"}
+            first = await call(c, "top_up_card", args)
+            second = await call(c, "top_up_card", args)
+            assert first["status"] == "completed" and first["card"] is None
+            assert first["warnings"] and "could not be read" in first["warnings"][0]
+            assert second["replayed"] is True and second["transaction_id"] == first["transaction_id"]
+        shown = await call(c, "get_card", {"card_id": card_id})
+    assert shown["balance"] == "4.00"
+    assert len([m for m in sandbox.snapshot()["movements"] if m["kind"] == "transfer_in"]) == 2  # one per request

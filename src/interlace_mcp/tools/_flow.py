@@ -75,6 +75,9 @@ class Execution:
     record: RequestRecord
     #: True when an earlier attempt may have reached Interlace: look the movement up before sending.
     resumed: bool
+    #: Set by the operation once Interlace confirmed the movement (sent or found): from then on no
+    #: failure may release the reservation or forget the request, or a retry would move money again.
+    moved: bool = False
 
     def step_key(self, step: str) -> str:
         """The UUID of one step: its clientTransactionId / referenceId and Idempotency-Key."""
@@ -223,10 +226,14 @@ async def _execute(
             outcome = await op.execute(execution)
             crashpoint("after_upstream")
     except Refusal:
-        await in_thread(rt.ledger.abandon, key)
+        if not (execution.moved or resumed):  # operations refuse only before moving money
+            await in_thread(rt.ledger.abandon, key)
         raise
     except InterlaceError as exc:
-        if exc.unknown_outcome:
+        # Release only what provably did not move: a first attempt that failed definitively before
+        # Interlace confirmed anything. After a confirmed movement, or when an earlier attempt may
+        # have reached Interlace, any failure leaves the request in progress (retry or recovery settles it).
+        if exc.unknown_outcome or execution.moved or resumed:
             logger.warning(
                 "request %s/%s of %s: outcome unknown (%s); reservation kept", op.tool, op.request_id, agent, exc
             )
@@ -238,9 +245,9 @@ async def _execute(
                 sandbox=rt.sandbox,
                 replayed=replayed,
                 message=(
-                    "Interlace did not confirm the outcome in time; the amount stays reserved and nothing will "
+                    "Interlace did not confirm every step in time; the amount stays reserved and nothing will "
                     "move twice. Call the same tool again with the same request_id (or get_request_status) to "
-                    "learn the result."
+                    f"learn the result. Interlace's last answer: {exc}"
                 ),
             )
         await in_thread(rt.ledger.abandon, key)

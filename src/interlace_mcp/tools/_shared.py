@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio
 
-from interlace_mcp.client import Card, CardDetails, CardSummary, NotFoundError
+from interlace_mcp.client import Card, CardDetails, CardSummary, InterlaceError, NotFoundError
 from interlace_mcp.money import format_amount
 from interlace_mcp.policy import CardRecord, RequestKey
 from interlace_mcp.tools._errors import Refusal, not_found
@@ -107,6 +107,19 @@ async def fetch_card(rt: Runtime, card_id: str) -> tuple[Card, CardSummary]:
             raise not_found("card", card_id) from None
         raise first from None
     return found["card"], found["summary"]
+
+
+async def card_after_movement(
+    rt: Runtime, card_id: str, record: CardRecord | None, warnings: list[str]
+) -> CardResult | None:
+    """The card object for a completed movement, best effort: the money already moved, so a failed read
+    is a warning on a completed result, never a reason to fail (or retry) the movement."""
+    try:
+        card, summary = await fetch_card(rt, card_id)
+    except (InterlaceError, Refusal) as exc:
+        warnings.append(f"the movement completed, but the card could not be read afterwards ({exc}); use get_card")
+        return None
+    return card_result(rt, card, summary=summary, record=record)
 
 
 def as_dict(value: Any) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from interlace_mcp.tools._results import (
 )
 from interlace_mcp.tools._runtime import runtime_of
 from interlace_mcp.tools._sanitize import clean_text
-from interlace_mcp.tools._shared import card_result, check_currency, fetch_card, owned_card
+from interlace_mcp.tools._shared import card_after_movement, card_result, check_currency, fetch_card, owned_card
 
 __all__ = [
     "close_card",
@@ -93,12 +93,12 @@ async def issue_card(
     async def execute(ex: Execution) -> Outcome:
         reference = ex.step_key("create")
         card = None
-        if ex.resumed or ex.progress.get("card_id"):
-            if ex.progress.get("card_id"):
-                card = await ex.runtime.api.get_card(str(ex.progress["card_id"]))
-            else:
-                found = await ex.runtime.api.list_cards(reference_id=reference)
-                card = found.items[0] if found.items else None
+        if ex.progress.get("card_id"):
+            ex.moved = True  # created (and loaded) by an earlier attempt
+            card = await ex.runtime.api.get_card(str(ex.progress["card_id"]))
+        elif ex.resumed:
+            found = await ex.runtime.api.list_cards(reference_id=reference)
+            card = found.items[0] if found.items else None
         if card is None:
             bin_id = ex.policy.bin_id or ex.runtime.default_bin_id
             holder = ex.policy.cardholder_id or ex.runtime.default_cardholder_id
@@ -116,6 +116,7 @@ async def issue_card(
                 label=clean_label,
                 idempotency_key=reference,
             )
+        ex.moved = True
         await in_thread(
             ex.runtime.ledger.register_card, ex.key.scope, ex.agent, card.id, label=clean_label, request_id=request_id
         )
@@ -135,12 +136,12 @@ async def issue_card(
                     f"card spend limit ({limit.window} {format_amount(limit.amount)}) not set at Interlace:"
                     f" {exc.message}"
                 )
-        summary = await ex.runtime.api.get_card_summary(card.id)
         record = await in_thread(ex.runtime.ledger.owned_card, ex.key.scope, ex.agent, card.id)
+        issued = await card_after_movement(ex.runtime, card.id, record, warnings)
         return Outcome(
             amount=amount,
             transaction_id=card.id,
-            card=card_result(ex.runtime, card, summary=summary, record=record),
+            card=issued,
             message=f"issued card ending {card.card_last_four} with {format_amount(amount)} {currency}",
             warnings=warnings,
         )
@@ -190,12 +191,15 @@ async def top_up_card(
             txn = await ex.runtime.api.transfer_in(
                 card_id=card_id, amount=amount, client_transaction_id=key, idempotency_key=key
             )
-        card, summary = await fetch_card(ex.runtime, card_id)
+        ex.moved = True
+        warnings: list[str] = []
+        card = await card_after_movement(ex.runtime, card_id, record, warnings)
         return Outcome(
             amount=amount,
             transaction_id=txn.id,
-            card=card_result(ex.runtime, card, summary=summary, record=record),
-            message=f"loaded {format_amount(amount)} {currency} onto card ending {card.card_last_four}",
+            card=card,
+            message=f"loaded {format_amount(amount)} {currency} onto card ending {record_last_four(card)}",
+            warnings=warnings,
         )
 
     return await run_money(
@@ -234,12 +238,15 @@ async def withdraw_from_card(
             txn = await ex.runtime.api.transfer_out(
                 card_id=card_id, amount=amount, client_transaction_id=key, idempotency_key=key
             )
-        card, summary = await fetch_card(ex.runtime, card_id)
+        ex.moved = True
+        warnings: list[str] = []
+        card = await card_after_movement(ex.runtime, card_id, record, warnings)
         return Outcome(
             amount=amount,
             transaction_id=txn.id,
-            card=card_result(ex.runtime, card, summary=summary, record=record),
-            message=f"unloaded {format_amount(amount)} USD from card ending {card.card_last_four} to Infinity",
+            card=card,
+            message=f"unloaded {format_amount(amount)} USD from card ending {record_last_four(card)} to Infinity",
+            warnings=warnings,
         )
 
     return await run_money(
@@ -282,6 +289,7 @@ async def close_card(card_id: CardId, request_id: RequestId, ctx: Context[Any, A
             await ex.save(progress)
         unload = Decimal(str(progress["unload"]))
         txn_id: str | None = progress.get("unload_txn")
+        ex.moved = ex.moved or txn_id is not None
         if unload > 0 and txn_id is None:
             key = ex.step_key("unload")
             txn = await _find_transaction(ex, card_id, key) if ex.resumed else None
@@ -290,6 +298,7 @@ async def close_card(card_id: CardId, request_id: RequestId, ctx: Context[Any, A
                     card_id=card_id, amount=unload, client_transaction_id=key, idempotency_key=key
                 )
             txn_id = txn.id
+            ex.moved = True
             progress = {**progress, "unload_txn": txn_id}
             await ex.save(progress)
         if not progress.get("deleted"):
@@ -424,6 +433,10 @@ async def get_card_transactions(
         transactions=[transaction_info(txn) for txn in result.items],
         sandbox=rt.sandbox,
     )
+
+
+def record_last_four(card: CardResult | None) -> str:
+    return card.last_four if card is not None and card.last_four else "(unknown)"
 
 
 def transaction_info(txn: CardTransaction) -> TransactionInfo:

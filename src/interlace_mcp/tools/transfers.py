@@ -63,6 +63,7 @@ async def create_transfer(
                 client_transaction_id=key,
                 idempotency_key=key,
             )
+        ex.moved = True
         return Outcome(
             amount=amount,
             transaction_id=transfer.id,
