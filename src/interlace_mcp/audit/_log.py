@@ -358,18 +358,19 @@ class AuditLog:
             self._mem_anchor = data
             return
         target = self.anchor_path
+        # Atomic (rename) but not fsynced: the record itself is durable in the database (synchronous=FULL),
+        # and a killed process cannot lose a completed rename. Only an OS crash could leave the anchor one
+        # record behind -- which the next append and `audit verify` then report loudly, never hide.
+        # (Syncing file and directory here cost ~1.8 ms on every tool call.)
         fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
             os.replace(tmp, target)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        _fsync_dir(target.parent)
 
     def _restore_anchor(self, data: bytes | None) -> None:
         """Best effort: put the anchor back after a failed commit (the record it named was not stored)."""
@@ -538,17 +539,3 @@ def _parse_anchor(data: bytes | None) -> _Head | None:
     if head.seq < 1:
         raise _CorruptAnchor(f"seq {head.seq}")
     return head
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -270,6 +270,7 @@ async def _execute(
         agent=agent,
         tool=op.tool,
         event="outcome",
+        arguments={"request_id": op.request_id, **op.args},
         amount=movement.amount,
         currency=op.currency,
         request_id=op.request_id,

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from interlace_mcp.policy import tool_violation
 from interlace_mcp.tools import account, cards, spend, transfers
 from interlace_mcp.tools._errors import Refusal, returns_refusals
+from interlace_mcp.tools._results import MoneyMovement
 from interlace_mcp.tools._runtime import runtime_of
 
 __all__ = ["SPECS", "TOOLSETS", "ToolSpec", "build_tool", "select_tools", "validation_errors"]
@@ -135,6 +136,8 @@ def _guard(spec: ToolSpec) -> Callable[..., Awaitable[Any]]:
             ).result()
         else:
             result = await inner(*args, **kwargs)
+        if isinstance(result, MoneyMovement) and result.status == "completed" and not result.replayed:
+            return result  # run_money already recorded the decision and the outcome (with the arguments)
         await rt.record(
             agent=agent,
             tool=spec.name,
