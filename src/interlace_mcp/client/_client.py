@@ -581,6 +581,9 @@ class InterlaceClient:
         if token is not None:
             headers["x-access-token"] = token
         attempt = 0
+        # Once any attempt may have been applied, no later answer can prove the request was not: a 429 or a
+        # business error on the retry must not make an earlier unknown outcome look like "nothing moved".
+        maybe_applied = False
         while True:
             attempt += 1
             error: InterlaceError
@@ -615,7 +618,14 @@ class InterlaceClient:
                     return self._unwrap(response, method, url)
                 except _RETRYABLE as exc:
                     error = exc
+                except InterlaceError as exc:
+                    if maybe_applied:
+                        exc.mark_unknown()
+                    raise
+            maybe_applied = maybe_applied or error.unknown_outcome
             if attempt > self._max_retries:
+                if maybe_applied:
+                    error.mark_unknown()
                 raise error
             await self._pause(attempt, error)
 

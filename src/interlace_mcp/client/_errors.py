@@ -101,6 +101,10 @@ class InterlaceError(Exception):
         self._unknown_outcome = unknown_outcome
         super().__init__(self.message)
 
+    def mark_unknown(self) -> None:
+        """An earlier attempt of the same request may have been applied: this failure proves nothing."""
+        self._unknown_outcome = True
+
     @property
     def unknown_outcome(self) -> bool:
         """True when the money movement may or may not have happened (look it up before retrying)."""

@@ -119,6 +119,10 @@ def returns_refusals(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]
             return Refusal(refused.violations).result()  # type: ignore[return-value]
         except RequestConflict as conflict:
             return Refusal.one("request_id_conflict", str(conflict)).result()  # type: ignore[return-value]
+        except InterlaceError as exc:
+            # A read (or a non-money action) that Interlace failed: a coded refusal, never a bare crash.
+            # Money movements never get here: run_money settles their errors itself.
+            return refusal_from_upstream(exc, what=f"{fn.__name__.replace('_', ' ')}").result()  # type: ignore[return-value]
         except AuditWriteError:
             return Refusal.one(  # type: ignore[return-value]
                 "audit_unavailable", "the audit log cannot be written, so nothing was done; an operator must fix it"

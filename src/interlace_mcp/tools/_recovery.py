@@ -69,7 +69,14 @@ async def _lookup(rt: Runtime, record: RequestRecord) -> tuple[bool | None, str 
             except NotFoundError:
                 await in_thread(rt.ledger.mark_card_deleted, record.key.scope, record.card_id)
                 return True, record.progress.get("unload_txn")
-            return None, None  # still there: the agent's retry finishes the close with the stored keys
+            # Still there. If the unload never reached Interlace, nothing moved: release, so a close stuck on
+            # a stale unload amount (e.g. the card spent meanwhile) does not stay in progress forever.
+            if record.progress.get("unload_txn") is None and "unload" in record.keys:
+                key = record.keys["unload"]
+                page = await rt.api.list_card_transactions(card_id=record.card_id, client_transaction_id=key)
+                if not any(t.client_transaction_id == key and t.status != "FAIL" for t in page.items):
+                    return False, None
+            return None, None  # the unload happened: the agent's retry finishes the close with the stored keys
     except InterlaceError as exc:
         logger.warning("recovery lookup of %s/%s failed: %s", tool, record.key.request_id, exc)
         return None, None

@@ -395,17 +395,23 @@ async def list_cards(ctx: Context[Any, Any], status: CardStatus | None = None) -
     rt = runtime_of(ctx)
     records = await in_thread(rt.ledger.agent_cards, rt.scope, rt.agent_of(ctx))
     results: dict[str, CardResult] = {}
+    failures: list[InterlaceError] = []
 
     async def load(rec: Any) -> None:
         try:
             card, summary = await fetch_card(rt, rec.card_id)
         except Refusal:
             return  # deleted upstream behind our back: not listed
+        except InterlaceError as exc:
+            failures.append(exc)  # kept out of the task group: one coded refusal below, not a crash
+            return
         results[rec.card_id] = card_result(rt, card, summary=summary, record=rec)
 
     async with anyio.create_task_group() as tg:
         for rec in records:
             tg.start_soon(load, rec)
+    if failures:
+        raise refusal_from_upstream(failures[0], what="listing cards")
     cards = [results[r.card_id] for r in records if r.card_id in results]
     if status is not None:
         cards = [c for c in cards if c.card_status == status]
