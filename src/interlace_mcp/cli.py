@@ -16,10 +16,9 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import uvicorn
 from pydantic import ValidationError
 
 from interlace_mcp import __version__
@@ -27,20 +26,24 @@ from interlace_mcp._logging import configure_logging
 from interlace_mcp.audit import AuditLog
 from interlace_mcp.client import InterlaceClient, InterlaceError
 from interlace_mcp.config import ConfigError, Settings
-from interlace_mcp.dashboard import OPERATOR_TOKEN_PREFIX, build_dashboard_app
 from interlace_mcp.money import AmountError, format_amount, parse_amount
 from interlace_mcp.policy import PolicyError, token_digest
 from interlace_mcp.policy._db import redact_url
 from interlace_mcp.sandbox import parse_fault, run_sandbox
 from interlace_mcp.server import build_runtime, build_server, sandbox_state_path
 from interlace_mcp.server._build import interlace_client, start
-from interlace_mcp.server._http import AuthMode, build_http_app, transport_security
 from interlace_mcp.server._operator import decide_approval, set_agent_frozen
 from interlace_mcp.tools._recovery import reconcile, recover
 from interlace_mcp.tools._registry import select_tools
 from interlace_mcp.tools._runtime import Runtime
 
+if TYPE_CHECKING:
+    from interlace_mcp.server._http import AuthMode
+
 __all__ = ["main"]
+
+# The HTTP stack (uvicorn, the HTTP/SSE app with JWT support, the dashboard) is imported only by the
+# commands that serve HTTP: the stdio server, the one most clients start, boots faster without it.
 
 logger = logging.getLogger("interlace_mcp.cli")
 
@@ -211,6 +214,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve_http(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from interlace_mcp.server._http import build_http_app
+
     auth: AuthMode = args.auth or "token"
     app = build_http_app(settings, transport=args.transport, auth=auth, host=args.host)
     runtime = app.state.interlace_runtime
@@ -529,6 +536,8 @@ def _operators(args: argparse.Namespace, settings: Settings) -> int:
         if not re.fullmatch(r"[A-Za-z0-9._:@-]{1,64}", args.name):
             print("interlace-mcp: operator names are 1-64 chars of A-Z a-z 0-9 . _ : @ -", file=sys.stderr)
             return 2
+        from interlace_mcp.dashboard import OPERATOR_TOKEN_PREFIX
+
         token = OPERATOR_TOKEN_PREFIX + secrets.token_urlsafe(32)
         ledger.add_operator_token(args.name, token_digest(token))
         print(token)
@@ -551,6 +560,11 @@ def _operators(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dashboard(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from interlace_mcp.dashboard import build_dashboard_app
+    from interlace_mcp.server._http import transport_security
+
     security = transport_security(settings, args.host)  # beyond loopback only with INTERLACE_ALLOWED_HOSTS
     app = build_dashboard_app(settings, security=security)
     runtime = app.state.interlace_runtime

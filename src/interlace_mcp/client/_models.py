@@ -60,8 +60,9 @@ class InterlaceModel(BaseModel):
     """Base for response objects: camelCase aliases, unknown fields kept."""
 
     # coerce_numbers_to_str: ids and codes such as mcc may arrive as JSON numbers.
+    # defer_build: validators are built on first use, not at import (faster server start).
     model_config = ConfigDict(
-        extra="allow", populate_by_name=True, alias_generator=to_camel, coerce_numbers_to_str=True
+        extra="allow", populate_by_name=True, alias_generator=to_camel, coerce_numbers_to_str=True, defer_build=True
     )
 
 

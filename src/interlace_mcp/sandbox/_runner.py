@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
-import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import _seeds as seeds
@@ -133,6 +132,8 @@ def run_sandbox(
     if latency_ms:
         print(f"  latency             {latency_ms} ms on every API request", flush=True)
     served: ASGIApp = _Latency(app, latency_ms / 1000.0) if latency_ms else app
+    import uvicorn
+
     config = uvicorn.Config(served, host=host, port=port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)  # Config has configured uvicorn's loggers by now
     logging.getLogger("uvicorn.error").addFilter(_hide_injected_drops)

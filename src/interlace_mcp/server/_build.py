@@ -189,20 +189,10 @@ async def start(runtime: Runtime) -> None:
         raise RuntimeError(
             f"could not discover the Interlace accountId ({exc}); set INTERLACE_ACCOUNT_ID or check the credentials"
         ) from None
-    settings = runtime.settings
-    try:
-        if settings.bin_id:
-            runtime.default_bin_id = settings.bin_id
-        else:
-            prepaid = [b for b in await client.list_bins() if b.type == 1]
-            runtime.default_bin_id = prepaid[0].id if prepaid else None
-        if settings.cardholder_id:
-            runtime.default_cardholder_id = settings.cardholder_id
-        elif runtime.upstream.sandbox:
-            holders = [h for h in await client.list_cardholders() if (h.status or "").upper() == "ACTIVE"]
-            runtime.default_cardholder_id = holders[0].id if holders else None
-    except InterlaceError as exc:
-        logger.warning("could not discover BIN/cardholder at startup (%s); issue_card needs them", exc)
+    # BIN and cardholder are discovered on the first issue_card (Runtime.card_product), not here:
+    # startup stays fast and does not fail when Interlace is briefly unreachable.
+    runtime.default_bin_id = runtime.settings.bin_id
+    runtime.default_cardholder_id = runtime.settings.cardholder_id
     await _recover(runtime)
 
 

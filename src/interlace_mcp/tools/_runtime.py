@@ -154,6 +154,17 @@ class Runtime:
             raise RuntimeError("the Interlace client is not open (server lifespan not running)")
         return self.client
 
+    async def card_product(self) -> tuple[str | None, str | None]:
+        """The default BIN and cardholder for new cards: settings, else discovered once (first prepaid BIN;
+        on a sandbox, the first active cardholder -- a real upstream must name its cardholder)."""
+        if self.default_bin_id is None:
+            prepaid = [b for b in await self.api.list_bins() if b.type == 1]
+            self.default_bin_id = prepaid[0].id if prepaid else None
+        if self.default_cardholder_id is None and self.upstream.sandbox:
+            holders = [h for h in await self.api.list_cardholders() if (h.status or "").upper() == "ACTIVE"]
+            self.default_cardholder_id = holders[0].id if holders else None
+        return self.default_bin_id, self.default_cardholder_id
+
     async def notify_approval(self, record: RequestRecord) -> None:
         """POST a JSON notice for a new pending approval to INTERLACE_APPROVAL_NOTIFY_URL (best effort)."""
         url = self.settings.approval_notify_url

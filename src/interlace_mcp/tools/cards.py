@@ -100,8 +100,9 @@ async def issue_card(
             found = await ex.runtime.api.list_cards(reference_id=reference)
             card = found.items[0] if found.items else None
         if card is None:
-            bin_id = ex.policy.bin_id or ex.runtime.default_bin_id
-            holder = ex.policy.cardholder_id or ex.runtime.default_cardholder_id
+            default_bin, default_holder = await ex.runtime.card_product()
+            bin_id = ex.policy.bin_id or default_bin
+            holder = ex.policy.cardholder_id or default_holder
             if not bin_id or not holder:
                 raise Refusal.one(
                     "upstream_error",

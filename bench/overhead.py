@@ -1,0 +1,156 @@
+"""Overhead of a money call: ``top_up_card`` through MCP vs the bare upstream call it wraps.
+
+Starts the Interlace emulator (in memory) and ``interlace-mcp serve --transport http`` as separate
+processes on loopback ports (uvicorn both), mints one agent token, issues one card, then times,
+interleaved call by call so drift hits every variant equally:
+
+* ``direct transfer-in``: ``POST /open-api/v3/cards/transfer-in`` with a fresh clientTransactionId and
+  Idempotency-Key, made with httpx straight at the emulator (the baseline: the money movement itself);
+* ``direct tool upstream``: what ``top_up_card`` asks of the upstream -- that POST, then the card
+  (``GET /card-list?cardId=``) and its summary (``GET /cards/{id}/card-summary``) in parallel --
+  still with httpx, no MCP (splits the overhead into "more upstream calls" and "our own work");
+* ``mcp top_up_card``: the tool through the official MCP client over streamable HTTP with a bearer
+  token (token check, rate limit, policy, atomic ledger reserve + commit, audit chain, the upstream
+  calls above, result validation);
+* ``mcp list_payees``: a tool with no upstream call (the MCP + auth + audit floor), for reference;
+* ``bare sdk add``: ``bench/bare_server.py --http`` (an official ``MCPServer``, one trivial tool, no
+  auth, nothing else) through the same client: the SDK's own floor per call over HTTP, for reference.
+
+The policy file has no limits (``"none"``) and the rate limit is raised, so no call is refused. The
+ledger is SQLite in a fresh state dir (production settings: WAL, ``synchronous=FULL``), so the
+disk's fsync latency is part of the money call; it is measured and reported next to the result.
+
+Target: the added overhead per money call (mcp top_up_card median - direct transfer-in median) <= 3 ms.
+
+Usage::
+
+    .venv/bin/python bench/overhead.py [--calls 1000] [--warmup 50] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import _harness as h
+import anyio
+
+TARGET_ADDED_MS = 3.0
+
+
+async def measure(calls: int, warmup: int) -> dict[str, Any]:
+    with h.temp_dir("bench-overhead-") as tmp:
+        state = Path(tmp) / "state"
+        tokens = h.mint_tokens(h.sqlite_url(state), ["bench-agent"])
+        fsync = h.fsync_ms(Path(tmp))
+        with h.emulator() as upstream, h.server(upstream, state) as srv, h.bare_http_server() as bare_url:
+            async with (
+                h.mcp_client(srv.url, tokens["bench-agent"]) as mcp,
+                h.DirectUpstream(upstream.url) as direct,
+                h.mcp_client(bare_url, "unused") as bare,
+            ):
+                card_id = (await h.call(mcp, "issue_card", {"amount": "1.00", "request_id": "bench-card"}))["card"][
+                    "card_id"
+                ]
+
+                async def direct_transfer() -> None:
+                    await direct.transfer_in(card_id)
+
+                async def direct_tool_upstream() -> None:
+                    await direct.transfer_in(card_id)
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(lambda: direct.get("/open-api/v3/card-list", cardId=card_id, limit=10))
+                        tg.start_soon(lambda: direct.get(f"/open-api/v3/cards/{card_id}/card-summary"))
+
+                async def mcp_top_up() -> None:
+                    args = {"card_id": card_id, "amount": "0.01", "request_id": str(uuid.uuid4())}
+                    result = await h.call(mcp, "top_up_card", args)
+                    if result["status"] != "completed":
+                        raise RuntimeError(result)
+
+                async def mcp_list_payees() -> None:
+                    await h.call(mcp, "list_payees", {})
+
+                async def bare_add() -> None:
+                    await h.call(bare, "add", {"a": 1, "b": 2})
+
+                variants: dict[str, Callable[[], Awaitable[None]]] = {
+                    "direct transfer-in": direct_transfer,
+                    "direct tool upstream": direct_tool_upstream,
+                    "mcp top_up_card": mcp_top_up,
+                    "mcp list_payees": mcp_list_payees,
+                    "bare sdk add": bare_add,
+                }
+                for _ in range(warmup):
+                    for fn in variants.values():
+                        await fn()
+                samples: dict[str, list[float]] = {name: [] for name in variants}
+                for _ in range(calls):
+                    for name, fn in variants.items():
+                        started = time.perf_counter()
+                        await fn()
+                        samples[name].append(time.perf_counter() - started)
+    stats = {name: h.summarize_ms(values) for name, values in samples.items()}
+    base, tool = stats["direct transfer-in"], stats["mcp top_up_card"]
+    added_median = tool["median_ms"] - base["median_ms"]
+    added_p99 = tool["p99_ms"] - base["p99_ms"]
+    upstream_extra = stats["direct tool upstream"]["median_ms"] - base["median_ms"]
+    sdk_floor = stats["bare sdk add"]["median_ms"]
+    return {
+        "calls_per_variant": calls,
+        "warmup_per_variant": warmup,
+        "database": "sqlite",
+        "fsync_median_ms": fsync,
+        "variants": stats,
+        "ratio_median": round(tool["median_ms"] / base["median_ms"], 2),
+        "ratio_p99": round(tool["p99_ms"] / base["p99_ms"], 2),
+        "added_median_ms": round(added_median, 3),
+        "added_p99_ms": round(added_p99, 3),
+        "added_by_extra_upstream_reads_median_ms": round(upstream_extra, 3),
+        "added_by_server_median_ms": round(added_median - upstream_extra, 3),
+        "sdk_floor_median_ms": sdk_floor,
+        "added_by_interlace_beyond_sdk_floor_median_ms": round(added_median - upstream_extra - sdk_floor, 3),
+        "target_added_median_ms": TARGET_ADDED_MS,
+        "met": added_median <= TARGET_ADDED_MS,
+    }
+
+
+def report(result: dict[str, Any]) -> None:
+    print(f"\ntop_up_card overhead, {result['calls_per_variant']} calls per variant (interleaved), SQLite ledger")
+    print(f"{'variant':<22} {'median ms':>10} {'p99 ms':>9} {'mean ms':>9} {'max ms':>9}")
+    for name, s in result["variants"].items():
+        print(f"{name:<22} {s['median_ms']:>10.2f} {s['p99_ms']:>9.2f} {s['mean_ms']:>9.2f} {s['max_ms']:>9.2f}")
+    print(
+        f"mcp top_up_card / direct transfer-in: median {result['ratio_median']:.2f}x, p99 {result['ratio_p99']:.2f}x;"
+        f" added {result['added_median_ms']:.2f} ms median, {result['added_p99_ms']:.2f} ms p99"
+    )
+    print(
+        f"  of the added median: {result['added_by_extra_upstream_reads_median_ms']:.2f} ms the tool's two extra"
+        f" upstream reads, {result['sdk_floor_median_ms']:.2f} ms the bare SDK's own floor per call,"
+        f" {result['added_by_interlace_beyond_sdk_floor_median_ms']:.2f} ms interlace-mcp's own work"
+        f" (auth, policy, ledger, audit; disk fsync here: {result['fsync_median_ms']:.2f} ms median)"
+    )
+    print(
+        f"target: added <= {TARGET_ADDED_MS:.0f} ms median -> {h.verdict(result['met'])}"
+        f" ({result['added_median_ms']:.2f} ms)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--calls", type=int, default=1000, help="timed calls per variant")
+    parser.add_argument("--warmup", type=int, default=50, help="untimed calls per variant first")
+    parser.add_argument("--json", type=Path, help="where to write the results (default bench/results/overhead.json)")
+    args = parser.parse_args(argv)
+    result = anyio.run(measure, args.calls, args.warmup)
+    report(result)
+    print(f"wrote {h.write_json('overhead', result, args.json)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

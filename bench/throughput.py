@@ -1,0 +1,290 @@
+"""Throughput: tool calls per second with 1, 10 and 50 concurrent agents over streamable HTTP.
+
+Starts the Interlace emulator (in memory) and ``interlace-mcp serve --transport http`` (one uvicorn
+process, as ``serve`` runs it) as separate processes on loopback ports. Every agent has its own bearer
+token, its own official MCP client (its own HTTP connection) and its own card, and calls in a closed
+loop -- the next call as soon as the previous answer arrives -- for ``--duration`` seconds after
+``--warmup`` seconds. Two workloads per concurrency level:
+
+* ``money``: ``top_up_card`` of 0.01 with a fresh request_id (token check, policy, ledger reserve +
+  commit, audit chain, one upstream POST and two upstream reads);
+* ``read``: ``get_card`` (token check, ownership lookup, audit, two upstream reads).
+
+The policy has no limits and the rate limit is raised, so nothing is refused (any error aborts the
+run). The load generator runs in ``--procs`` worker processes (default 1) that share the agents; the
+CPU seconds each process used (server, emulator, load generator) are reported, because on a small
+machine all three compete for the same cores.
+
+Ledger backends: SQLite (a fresh file, production settings) always; PostgreSQL as well with ``--pg
+URL``, or by default when a server answers at postgresql://postgres@127.0.0.1:5432/test (a fresh
+schema, dropped afterwards); ``--no-pg`` skips it. If the server cannot start on PostgreSQL, that
+backend is reported as skipped with the reason.
+
+Target: >= 300 calls/s over HTTP with 50 agents on SQLite (money workload).
+
+Usage::
+
+    .venv/bin/python bench/throughput.py [--agents 1,10,50] [--duration 5] [--warmup 1] [--procs 1]
+                                         [--workloads money,read] [--pg URL | --no-pg] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import multiprocessing
+import resource
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import _harness as h
+import anyio
+
+TARGET_CALLS_PER_SECOND = 300.0
+TARGET_AGENTS = 50
+
+
+# ---- load generator (runs in worker processes) -----------------------------------------------------
+
+
+async def _agent_loop(
+    server_url: str, token: str, card_id: str, workload: str, start_at: float, warmup: float, duration: float
+) -> tuple[int, list[float], list[str]]:
+    count, latencies, errors = 0, [], []
+    async with h.mcp_client(server_url, token) as client:
+        await anyio.sleep(max(0.0, start_at - time.time()))
+        measure_from = time.perf_counter() + warmup
+        stop_at = measure_from + duration
+        while True:
+            now = time.perf_counter()
+            if now >= stop_at:
+                break
+            if workload == "money":
+                tool, args = "top_up_card", {"card_id": card_id, "amount": "0.01", "request_id": str(uuid.uuid4())}
+            else:
+                tool, args = "get_card", {"card_id": card_id}
+            try:
+                await h.call(client, tool, args)
+            except Exception as exc:  # reported, and the run fails
+                errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                break
+            done = time.perf_counter()
+            if measure_from <= now and done <= stop_at:
+                count += 1
+                latencies.append(done - now)
+    return count, latencies, errors
+
+
+def _worker(
+    server_url: str, agents: list[tuple[str, str]], workload: str, start_at: float, warmup: float, duration: float
+) -> dict[str, Any]:
+    results: list[tuple[int, list[float], list[str]]] = []
+
+    async def run() -> None:
+        async def one(token: str, card_id: str) -> None:
+            results.append(await _agent_loop(server_url, token, card_id, workload, start_at, warmup, duration))
+
+        async with anyio.create_task_group() as tg:
+            for token, card_id in agents:
+                tg.start_soon(one, token, card_id)
+
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    anyio.run(run)
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
+    return {
+        "calls": sum(r[0] for r in results),
+        "latencies": [x for r in results for x in r[1]],
+        "errors": [e for r in results for e in r[2]],
+        "cpu_seconds": cpu,
+    }
+
+
+# ---- orchestration -------------------------------------------------------------------------------
+
+
+async def _issue_cards(server_url: str, tokens: dict[str, str]) -> dict[str, str]:
+    cards = {}
+    for agent, token in tokens.items():
+        async with h.mcp_client(server_url, token) as client:
+            issued = await h.call(client, "issue_card", {"amount": "1.00", "request_id": f"card-{agent}"})
+            cards[agent] = issued["card"]["card_id"]
+    return cards
+
+
+def run_level(
+    srv: h.Server,
+    upstream: h.Emulator,
+    tokens: dict[str, str],
+    cards: dict[str, str],
+    n_agents: int,
+    workload: str,
+    *,
+    procs: int,
+    warmup: float,
+    duration: float,
+) -> dict[str, Any]:
+    agents = [(tokens[a], cards[a]) for a in list(tokens)[:n_agents]]
+    n_procs = max(1, min(procs, n_agents))
+    slices = [agents[i::n_procs] for i in range(n_procs)]
+    start_at = time.time() + 1.0 + 0.02 * n_agents  # time for every worker to connect its clients
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(n_procs) as pool:
+        pending = [pool.apply_async(_worker, (srv.url, part, workload, start_at, warmup, duration)) for part in slices]
+        # Server and emulator CPU over the measured window only (sampled at its edges).
+        time.sleep(max(0.0, start_at + warmup - time.time()))
+        server_cpu0, emulator_cpu0 = h.cpu_seconds(srv.pid), h.cpu_seconds(upstream.pid)
+        time.sleep(duration)
+        server_cpu1, emulator_cpu1 = h.cpu_seconds(srv.pid), h.cpu_seconds(upstream.pid)
+        outputs = [p.get(timeout=duration + warmup + 120) for p in pending]
+    errors = [e for o in outputs for e in o["errors"]]
+    if errors:
+        raise RuntimeError(f"{len(errors)} call(s) failed at {n_agents} agents ({workload}); first: {errors[0]}")
+    calls = sum(o["calls"] for o in outputs)
+    latencies = [x for o in outputs for x in o["latencies"]]
+    lat = h.summarize_ms(latencies) if latencies else {}
+    return {
+        "agents": n_agents,
+        "workload": workload,
+        "calls": calls,
+        "calls_per_second": round(calls / duration, 1),
+        "latency_median_ms": lat.get("median_ms"),
+        "latency_p99_ms": lat.get("p99_ms"),
+        "server_cpu_percent": round(100 * (server_cpu1 - server_cpu0) / duration, 1),
+        # CPU time the server (all its threads) spent per completed call: the budget that caps throughput.
+        "server_cpu_ms_per_call": round(1000 * (server_cpu1 - server_cpu0) / calls, 2) if calls else None,
+        "emulator_cpu_percent": round(100 * (emulator_cpu1 - emulator_cpu0) / duration, 1),
+        # The generator's CPU includes connecting and the warm-up: an upper bound for the window.
+        "load_generator_cpu_seconds": round(sum(o["cpu_seconds"] for o in outputs), 2),
+    }
+
+
+@contextlib.contextmanager
+def _database(backend: str, tmp: Path, pg_url: str | None) -> Iterator[str]:
+    if backend == "sqlite":
+        yield h.sqlite_url(tmp / "state")
+    else:
+        assert pg_url is not None
+        with h.pg_schema(pg_url) as url:
+            yield url
+
+
+def run_backend(backend: str, args: argparse.Namespace, levels: list[int], workloads: list[str]) -> dict[str, Any]:
+    with h.temp_dir(f"bench-throughput-{backend}-") as tmp, _database(backend, Path(tmp), args.pg) as db_url:
+        agents = [f"agent-{i:02d}" for i in range(max(levels))]
+        tokens = h.mint_tokens(db_url, agents)
+        with h.emulator() as upstream, h.server(upstream, Path(tmp) / "state", database_url=db_url) as srv:
+            cards = anyio.run(_issue_cards, srv.url, tokens)
+            rows = []
+            for workload in workloads:
+                for n in levels:
+                    print(f"  {backend}: {workload}, {n} agent(s) ...", end=" ", flush=True)
+                    row = run_level(
+                        srv,
+                        upstream,
+                        tokens,
+                        cards,
+                        n,
+                        workload,
+                        procs=args.procs,
+                        warmup=args.warmup,
+                        duration=args.duration,
+                    )
+                    print(f"{row['calls_per_second']:.1f} calls/s")
+                    rows.append(row)
+    return {"backend": backend, "rows": rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--agents", default="1,10,50", help="comma list of concurrency levels")
+    parser.add_argument("--workloads", default="money,read", help="comma list: money, read")
+    parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per level")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds per level first")
+    parser.add_argument("--procs", type=int, default=1, help="load-generator worker processes")
+    pg = parser.add_mutually_exclusive_group()
+    pg.add_argument("--pg", metavar="URL", help="also run on PostgreSQL at URL (a fresh schema is used)")
+    pg.add_argument("--no-pg", action="store_true", help=f"never try PostgreSQL (default: try {h.DEFAULT_PG_URL})")
+    parser.add_argument("--json", type=Path, help="where to write the results (default bench/results/throughput.json)")
+    args = parser.parse_args(argv)
+    levels = sorted({int(x) for x in args.agents.split(",") if x.strip()})
+    workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    if not set(workloads) <= {"money", "read"}:
+        parser.error("--workloads: money and/or read")
+
+    backends: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+    print("sqlite:")
+    backends.append(run_backend("sqlite", args, levels, workloads))
+    if not args.no_pg:
+        explicit = args.pg is not None
+        args.pg = args.pg or h.DEFAULT_PG_URL
+        reason = h.pg_unreachable(args.pg)
+        if reason is not None:
+            if explicit:
+                parser.error(f"--pg {args.pg}: {reason}")
+            skipped["postgresql"] = f"no server at {h.DEFAULT_PG_URL} ({reason})"
+        else:
+            print("postgresql:")
+            try:
+                backends.append(run_backend("postgresql", args, levels, workloads))
+            except Exception as exc:  # e.g. this build does not support INTERLACE_DATABASE_URL=postgresql:// yet
+                if explicit:
+                    raise
+                skipped["postgresql"] = f"{type(exc).__name__}: {exc}"[:500]
+                print(f"  skipped: {skipped['postgresql']}")
+
+    target_row = next(
+        (
+            r
+            for b in backends
+            if b["backend"] == "sqlite"
+            for r in b["rows"]
+            if r["agents"] == TARGET_AGENTS and r["workload"] == "money"
+        ),
+        None,
+    )
+    met = target_row is not None and target_row["calls_per_second"] >= TARGET_CALLS_PER_SECOND
+
+    print(f"\ntool calls per second over streamable HTTP, closed loop, {args.duration:g} s per level")
+    print(
+        f"{'backend':<11} {'workload':<8} {'agents':>6} {'calls/s':>8} {'median ms':>10} {'p99 ms':>8}"
+        f" {'server CPU':>10} {'CPU ms/call':>11} {'emulator CPU':>12}"
+    )
+    for b in backends:
+        for r in b["rows"]:
+            print(
+                f"{b['backend']:<11} {r['workload']:<8} {r['agents']:>6} {r['calls_per_second']:>8.1f}"
+                f" {r['latency_median_ms'] or 0:>10.1f} {r['latency_p99_ms'] or 0:>8.1f}"
+                f" {r['server_cpu_percent']:>9.0f}% {r['server_cpu_ms_per_call'] or 0:>11.2f}"
+                f" {r['emulator_cpu_percent']:>11.0f}%"
+            )
+    for name, reason in skipped.items():
+        print(f"{name}: skipped ({reason})")
+    if target_row is None:
+        print(f"target: >= {TARGET_CALLS_PER_SECOND:.0f} calls/s with {TARGET_AGENTS} agents on SQLite -> not measured")
+    else:
+        print(
+            f"target: >= {TARGET_CALLS_PER_SECOND:.0f} calls/s with {TARGET_AGENTS} agents on SQLite (money)"
+            f" -> {h.verdict(met)} ({target_row['calls_per_second']:.1f} calls/s)"
+        )
+    result = {
+        "duration_seconds": args.duration,
+        "warmup_seconds": args.warmup,
+        "load_generator_processes": args.procs,
+        "backends": backends,
+        "skipped": skipped,
+        "target_calls_per_second": TARGET_CALLS_PER_SECOND,
+        "target_agents": TARGET_AGENTS,
+        "target_calls_per_second_measured": target_row["calls_per_second"] if target_row else None,
+        "met": met,
+    }
+    print(f"wrote {h.write_json('throughput', result, args.json)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
