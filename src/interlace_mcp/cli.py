@@ -214,7 +214,6 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve_http(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
 
     from interlace_mcp.server._http import build_http_app
 
@@ -227,14 +226,20 @@ def _serve_http(args: argparse.Namespace, settings: Settings) -> int:
         + ("; embedded sandbox: no real money" if runtime.upstream.embedded else ""),
         file=sys.stderr,
     )
-    # Graceful shutdown: on SIGTERM/SIGINT uvicorn stops accepting and lets in-flight calls finish.
+    return _run_http(app, args.host, args.port, settings, grace_seconds=30)
+
+
+def _run_http(app: Any, host: str, port: int, settings: Settings, *, grace_seconds: int) -> int:
+    """Serve an ASGI app with uvicorn; on SIGTERM/SIGINT it stops accepting and lets in-flight calls finish."""
+    import uvicorn
+
     config = uvicorn.Config(
         app,
-        host=args.host,
-        port=args.port,
+        host=host,
+        port=port,
         log_level=settings.log_level.lower(),
         log_config=None,
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=grace_seconds,
         proxy_headers=False,
     )
     uvicorn.Server(config).run()
@@ -560,7 +565,6 @@ def _operators(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dashboard(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
 
     from interlace_mcp.dashboard import build_dashboard_app
     from interlace_mcp.server._http import transport_security
@@ -574,14 +578,4 @@ def _dashboard(args: argparse.Namespace, settings: Settings) -> int:
         + ("" if runtime.ledger.operator_names() else "; no operator yet: run interlace-mcp operators token NAME"),
         file=sys.stderr,
     )
-    config = uvicorn.Config(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level=settings.log_level.lower(),
-        log_config=None,
-        timeout_graceful_shutdown=10,
-        proxy_headers=False,
-    )
-    uvicorn.Server(config).run()
-    return 0
+    return _run_http(app, args.host, args.port, settings, grace_seconds=10)
