@@ -191,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, PolicyError) as exc:
         print(f"interlace-mcp: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C after a graceful stop: no traceback
     print(f"interlace-mcp: unknown command {command}", file=sys.stderr)
     return 2
 
