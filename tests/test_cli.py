@@ -101,3 +101,17 @@ async def test_kill_switch_freezes_cards_upstream_and_blocks_money_tools(
     async with Client(server()) as c:
         done = await call(c, "top_up_card", {"card_id": card_id, "amount": "1.00", "request_id": "t"})
     assert done["card"]["card_status"] == "ACTIVE"
+
+
+async def test_audit_hmac_key_setting_macs_every_record(
+    state: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With INTERLACE_AUDIT_HMAC_KEY the records carry a MAC: verify passes with the key, fails with another."""
+    monkeypatch.setenv("INTERLACE_AUDIT_HMAC_KEY", "key-kept-outside-the-database")
+    async with Client(server()) as c:
+        await call(c, "issue_card", {"amount": "2.00", "request_id": "m"})
+    assert b"key-kept-outside" not in (state / "interlace-mcp.sqlite3").read_bytes()
+    assert main(["audit", "verify"]) == 0
+    monkeypatch.setenv("INTERLACE_AUDIT_HMAC_KEY", "some-other-key")
+    assert main(["audit", "verify"]) == 1
+    assert "TAMPERED" in capsys.readouterr().out

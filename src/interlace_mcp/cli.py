@@ -308,7 +308,7 @@ def _check(settings: Settings) -> int:
     policy = runtime.policies.current()
     print("settings:")
     for name, value in sorted(settings.model_dump().items()):
-        if name in ("client_secret", "webhook_secret", "request_state_key"):
+        if name in ("client_secret", "webhook_secret", "request_state_key", "audit_hmac_key"):
             value = "***" if value else None
         print(f"  INTERLACE_{name.upper()} = {value}")
     print(
@@ -429,7 +429,7 @@ async def _spend(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _audit(args: argparse.Namespace, settings: Settings) -> int:
-    log = AuditLog.from_url(settings.resolved_database_url())
+    log = AuditLog.from_url(settings.resolved_database_url(), hmac_key=settings.audit_key())
     if args.audit_command == "verify":
         result = log.verify()
         if result.ok:

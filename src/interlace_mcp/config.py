@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
     state_dir: Path | None = None
     webhook_secret: SecretStr | None = None
+    #: Optional key kept outside the database: each audit record then also carries HMAC(key, hash), so even
+    #: someone who can rewrite the whole database (and, on PostgreSQL, its anchor row) cannot forge records.
+    audit_hmac_key: SecretStr | None = None
     read_only: bool = False
     toolsets: str | None = None
     allowed_hosts: str | None = None
@@ -110,6 +113,9 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.resolved_state_dir() / 'interlace-mcp.sqlite3'}"
+
+    def audit_key(self) -> bytes | None:
+        return self.audit_hmac_key.get_secret_value().encode("utf-8") if self.audit_hmac_key else None
 
     def toolset_names(self) -> list[str] | None:
         """The requested toolsets, or None for all."""

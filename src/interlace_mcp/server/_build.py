@@ -63,7 +63,7 @@ def build_runtime(
         else None
     )
     policies = PolicyStore(settings.policy_file, emulator=upstream.emulator, sandbox_payee=payee)
-    audit = AuditLog.from_url(settings.resolved_database_url(), clock=clock or time.time)
+    audit = AuditLog.from_url(settings.resolved_database_url(), clock=clock or time.time, hmac_key=settings.audit_key())
     return Runtime(
         settings=settings,
         upstream=upstream,
