@@ -115,3 +115,18 @@ async def test_audit_hmac_key_setting_macs_every_record(
     monkeypatch.setenv("INTERLACE_AUDIT_HMAC_KEY", "some-other-key")
     assert main(["audit", "verify"]) == 1
     assert "TAMPERED" in capsys.readouterr().out
+
+
+async def test_spend_reports_each_window_as_a_table_and_as_json(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """spend --json: per agent, limit/spent/reserved/remaining per window; the table shows the same numbers."""
+    async with Client(server()) as c:
+        await call(c, "issue_card", {"amount": "7.50", "request_id": "s"})
+    assert await anyio.to_thread.run_sync(main, ["spend", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    day = next(w for w in report["default"]["windows"] if w["window"] == "day")
+    assert day == {**day, "limit": "50.00", "spent": "7.50", "reserved": "0.00", "remaining": "42.50"}
+    assert await anyio.to_thread.run_sync(main, ["spend", "--agent", "default"]) == 0
+    table = capsys.readouterr().out
+    assert "agent default" in table and "42.50" in table
