@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 
 from interlace_mcp.config import Settings
@@ -78,25 +75,3 @@ async def sign_in(http: httpx.AsyncClient, token: str = OPERATOR_TOKEN) -> str:
     page = await http.get("/dashboard")
     assert page.status_code == 200
     return csrf_of(page.text)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@asynccontextmanager
-async def serving(app: Starlette) -> AsyncIterator[str]:
-    """Run the app under uvicorn on a loopback port."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve)
-        with anyio.fail_after(15):
-            while not server.started:
-                await anyio.sleep(0.02)
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True

@@ -14,8 +14,8 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from dashboard.support import AGENT_TOKEN, OPERATOR_TOKEN, make_app, runtime_of, serving
-from helpers import call, refuse, sandbox_of
+from dashboard.support import AGENT_TOKEN, OPERATOR_TOKEN, make_app, runtime_of
+from helpers import call, refuse, sandbox_of, serving
 from interlace_mcp.sandbox import create_sandbox_app
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
