@@ -261,7 +261,7 @@ def test_from_url_follows_the_ledger_rules(database_url: str, backend: str) -> N
         versions = dict(conn.execute("SELECT component, version FROM schema_version").fetchall())
         conn.close()
         assert {"audit_log", "spend_entries", "schema_version"} <= tables
-        assert versions == {"ledger": 1, "audit": 1}
+        assert versions == {"ledger": 2, "audit": 1}  # ledger migration 2: request args + execution lease
     finally:
         ledger.close()
     with AuditLog.from_url("sqlite:///:memory:") as mem:

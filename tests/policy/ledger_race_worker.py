@@ -5,7 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from interlace_mcp.policy import AgentPolicy, Ledger, Refused, RequestKey
+from interlace_mcp.policy import AgentPolicy, Ledger, RequestKey
+from interlace_mcp.policy import Refusal as Refused
 
 SCOPE = "race"
 AGENT = "racer"

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from helpers import BOTH_BACKENDS, Clock
-from interlace_mcp.policy import AgentPolicy, Ledger, Refused, RequestConflict, RequestKey, RequestRecord
-from interlace_mcp.policy._db import Database
+from interlace_mcp.policy import AgentPolicy, Database, Ledger, RequestConflict, RequestKey, RequestRecord
+from interlace_mcp.policy import Refusal as Refused
 
 pytestmark = BOTH_BACKENDS
 

@@ -52,7 +52,7 @@ from interlace_mcp.audit._record import (
     scrub,
     ts_utc,
 )
-from interlace_mcp.policy._db import Cursor, Database, Migration, database_errors
+from interlace_mcp.policy import WRITE_LOCK, Cursor, Database, Migration, Tx, database_errors
 
 __all__ = ["ANCHOR_MISMATCH_EVENT", "AuditLog", "AuditWriteError", "VerifyResult"]
 
@@ -116,6 +116,21 @@ class VerifyResult:
     records: int
     first_bad_seq: int | None
     reason: str
+
+
+class _ChainState:
+    """One audit log's view of the chain inside one transaction."""
+
+    def __init__(self, anchor_before: bytes | None) -> None:
+        self.anchor_before = anchor_before
+        #: (seq, hash) heads known to be sound in this transaction: matching the anchor, or written here.
+        self.good: set[tuple[int, str]] = set()
+        self.written = False
+
+
+def _head(cur: Cursor) -> tuple[int, str]:
+    row = cur.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    return (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
 
 
 @dataclass(frozen=True)
@@ -224,52 +239,117 @@ class AuditLog:
         actor: str | None = None,
         scope: str | None = None,
     ) -> AuditRecord:
-        """Store one record durably and return it; raises :class:`AuditWriteError` if it was not stored."""
-        if event == ANCHOR_MISMATCH_EVENT:
-            raise ValueError(f"event {ANCHOR_MISMATCH_EVENT!r} is reserved for the audit log itself")
-        try:
-            fields = {
-                "agent": scrub(agent),
-                "tool": scrub(tool),
-                "event": scrub(event),
-                "decision": scrub(decision),
-                "arguments": scrub(arguments),
-                "amount": scrub(amount),
-                "currency": scrub(currency),
-                "request_id": scrub(request_id),
-                "upstream_ids": scrub(upstream_ids),
-                "outcome": scrub(outcome),
-                "detail": scrub(detail),
-                "actor": scrub(actor),
-                "scope": scrub(scope),
-            }
-            return self._append(fields)
-        except AuditWriteError:
-            raise
-        except database_errors(OSError, ValueError, TypeError) as exc:
-            raise AuditWriteError(f"audit record not stored: {type(exc).__name__}: {exc}") from exc
-
-    def _append(self, fields: dict[str, Any]) -> AuditRecord:
+        """Store one record durably (its own transaction) and return it; raises :class:`AuditWriteError`."""
+        fields = self._fields(
+            agent=agent, tool=tool, event=event, decision=decision, arguments=arguments, amount=amount,
+            currency=currency, request_id=request_id, upstream_ids=upstream_ids, outcome=outcome, detail=detail,
+            actor=actor, scope=scope,
+        )  # fmt: skip
         with self._lock:
-            anchor_before: bytes | None = None
-            anchor_written = False
+            tx: Tx | None = None
             try:
                 with self._conn.transaction() as cur:
-                    self._conn.lock(cur, "audit-chain")  # one chain: appends from every host queue here
-                    row = cur.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-                    head_seq, head_hash = (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
-                    anchor_before = self._read_anchor_bytes(cur)
-                    mismatch = self._anchor_mismatch(anchor_before, head_seq, head_hash)
-                    if mismatch is not None:
-                        head_seq, head_hash, _ = self._insert(cur, head_seq, head_hash, mismatch)
-                    seq, digest, record_json = self._insert(cur, head_seq, head_hash, fields)
-                    anchor_written = True
-                    self._write_anchor(_Head(seq, digest, head_hash), cur)
-            except BaseException:
-                if anchor_written:
-                    self._restore_anchor(anchor_before)
-                raise
+                    self._conn.lock(cur, WRITE_LOCK)  # one chain: appends from every host queue here
+                    tx = Tx(self._conn, cur, self._clock)
+                    record = self._chain_append(tx, fields)
+                    tx.run_before_commit()
+            except BaseException as exc:
+                if tx is not None:
+                    tx.run_after_rollback()
+                if isinstance(exc, AuditWriteError) or not isinstance(exc, database_errors(OSError)):
+                    raise
+                raise AuditWriteError(f"audit record not stored: {type(exc).__name__}: {exc}") from exc
+        return record
+
+    def append_in(
+        self,
+        tx: Tx,
+        *,
+        agent: str,
+        tool: str,
+        event: str,
+        decision: str | None = None,
+        arguments: Mapping[str, Any] | None = None,
+        amount: str | None = None,
+        currency: str | None = None,
+        request_id: str | None = None,
+        upstream_ids: Mapping[str, str] | None = None,
+        outcome: str | None = None,
+        detail: str | None = None,
+        actor: str | None = None,
+        scope: str | None = None,
+    ) -> AuditRecord:
+        """Append one record inside a write transaction of the ledger's store (the same database): it is
+        committed -- or rolled back -- with whatever else that transaction holds. Usable as a job itself
+        (``await store.write(audit.append_in, agent=...)``). The anchor is written once per transaction,
+        just before its commit. Raises :class:`AuditWriteError` when the record or the anchor cannot be stored.
+        """
+        fields = self._fields(
+            agent=agent, tool=tool, event=event, decision=decision, arguments=arguments, amount=amount,
+            currency=currency, request_id=request_id, upstream_ids=upstream_ids, outcome=outcome, detail=detail,
+            actor=actor, scope=scope,
+        )  # fmt: skip
+        try:
+            return self._chain_append(tx, fields)
+        except AuditWriteError:
+            raise
+        except database_errors(OSError) as exc:
+            raise AuditWriteError(f"audit record not stored: {type(exc).__name__}: {exc}") from exc
+
+    def _fields(self, **values: Any) -> dict[str, Any]:
+        if values["event"] == ANCHOR_MISMATCH_EVENT:
+            raise ValueError(f"event {ANCHOR_MISMATCH_EVENT!r} is reserved for the audit log itself")
+        try:
+            return {name: scrub(value) for name, value in values.items()}
+        except (ValueError, TypeError) as exc:
+            raise AuditWriteError(f"audit record not stored: {type(exc).__name__}: {exc}") from exc
+
+    def _chain_append(self, tx: Tx, fields: dict[str, Any]) -> AuditRecord:
+        """Insert one record after the chain's head (checking the head against the anchor first)."""
+        state = self._chain_state(tx)
+        head_seq, head_hash = _head(tx.cur)
+        if (head_seq, head_hash) not in state.good:
+            mismatch = self._anchor_mismatch(state.anchor_before, head_seq, head_hash)
+            if mismatch is not None:
+                head_seq, head_hash, _ = self._insert(tx.cur, head_seq, head_hash, mismatch)
+            state.good.add((head_seq, head_hash))
+        seq, digest, record_json = self._insert(tx.cur, head_seq, head_hash, fields)
+        state.good.add((seq, digest))
         return AuditRecord.from_json(record_json, digest)
+
+    def _chain_state(self, tx: Tx) -> _ChainState:
+        """This log's state in this transaction: the anchor as it was, the heads known good. Registers the
+        anchor write (before commit) and its undo (after a rollback) once per transaction."""
+        key = ("audit-chain", id(self))
+        state = tx.state.get(key)
+        if state is not None:
+            assert isinstance(state, _ChainState)
+            return state
+        try:
+            anchor_before = self._read_anchor_bytes(tx.cur)
+        except OSError as exc:
+            raise AuditWriteError(f"audit anchor {self._anchor_name} cannot be read: {exc}") from exc
+        state = _ChainState(anchor_before)
+        tx.state[key] = state
+
+        def write_anchor() -> None:
+            row = tx.one("SELECT seq, hash, prev_hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            if row is None:
+                return
+            head = _Head(int(row[0]), str(row[1]), str(row[2]))
+            state.written = True
+            try:
+                self._write_anchor(head, tx.cur)
+            except OSError as exc:
+                raise AuditWriteError(f"audit anchor {self._anchor_name} not written: {exc}") from exc
+
+        def restore_anchor() -> None:
+            if state.written:
+                self._restore_anchor(state.anchor_before)
+
+        tx.before_commit(key, write_anchor)
+        tx.after_rollback(key, restore_anchor)
+        return state
 
     def _insert(self, cur: Cursor, head_seq: int, head_hash: str, fields: Mapping[str, Any]) -> tuple[int, str, str]:
         seq = head_seq + 1

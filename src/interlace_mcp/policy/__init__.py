@@ -1,24 +1,27 @@
-"""Policy engine, spend ledger and approvals. Never imports ``mcp`` or the tools layer."""
+"""Policy rules, the spend ledger, approvals, and the storage under them. Never imports ``mcp`` or anything above.
 
-from interlace_mcp.policy._engine import (
-    frozen_violation,
-    payee_violation,
-    per_transaction_violation,
-    tool_violation,
+The ledger's jobs are plain functions over a transaction (writes) or a reader (reads), grouped by what
+they touch -- :mod:`requests`, :mod:`approvals`, :mod:`cards`, :mod:`tokens`, :mod:`activity`,
+:mod:`reports` -- and run by a :class:`Store` (async, group commit) or by the synchronous :class:`Ledger`.
+"""
+
+from interlace_mcp.policy import _activity as activity
+from interlace_mcp.policy import _approvals as approvals
+from interlace_mcp.policy import _cards as cards
+from interlace_mcp.policy import _reports as reports
+from interlace_mcp.policy import _requests as requests
+from interlace_mcp.policy import _tokens as tokens
+from interlace_mcp.policy._db import (
+    Cursor,
+    Database,
+    Migration,
+    database_errors,
+    is_postgres_url,
+    private_dir,
+    private_file,
+    redact_url,
 )
-from interlace_mcp.policy._ledger import (
-    Approval,
-    BeginResult,
-    CardRecord,
-    Ledger,
-    Refused,
-    RequestConflict,
-    RequestKey,
-    RequestRecord,
-    Violation,
-    WindowStatus,
-    refusal_text,
-)
+from interlace_mcp.policy._ledger import Ledger
 from interlace_mcp.policy._policy import (
     BUILTIN_DEFAULTS,
     SANDBOX_PAYEE,
@@ -28,38 +31,74 @@ from interlace_mcp.policy._policy import (
     Policy,
     PolicyError,
     builtin_policy,
+    file_stamp,
     load_policy,
     parse_policy,
     token_digest,
 )
-from interlace_mcp.policy._windows import window_keys
+from interlace_mcp.policy._rules import frozen_violation, payee_violation, per_transaction_violation, tool_violation
+from interlace_mcp.policy._store import WRITE_LOCK, Reader, Store, Tx
+from interlace_mcp.policy._values import (
+    Approval,
+    BeginResult,
+    CardRecord,
+    Refusal,
+    RequestConflict,
+    RequestKey,
+    RequestRecord,
+    Violation,
+    WindowStatus,
+    refusal_text,
+)
+from interlace_mcp.policy._windows import epoch_to_iso, iso_utc, window_keys
 
 __all__ = [
     "BUILTIN_DEFAULTS",
     "SANDBOX_PAYEE",
+    "WRITE_LOCK",
     "AgentPolicy",
     "Approval",
     "BeginResult",
     "CardRecord",
     "CardSpendLimit",
+    "Cursor",
+    "Database",
     "Ledger",
+    "Migration",
     "Payee",
     "Policy",
     "PolicyError",
-    "Refused",
+    "Reader",
+    "Refusal",
     "RequestConflict",
     "RequestKey",
     "RequestRecord",
+    "Store",
+    "Tx",
     "Violation",
     "WindowStatus",
+    "activity",
+    "approvals",
     "builtin_policy",
+    "cards",
+    "database_errors",
+    "epoch_to_iso",
+    "file_stamp",
     "frozen_violation",
+    "is_postgres_url",
+    "iso_utc",
     "load_policy",
     "parse_policy",
     "payee_violation",
     "per_transaction_violation",
+    "private_dir",
+    "private_file",
+    "redact_url",
     "refusal_text",
+    "reports",
+    "requests",
     "token_digest",
+    "tokens",
     "tool_violation",
     "window_keys",
 ]

@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import os
 import re
 import sqlite3
 import sys
@@ -59,6 +60,8 @@ __all__ = [
     "database_errors",
     "is_postgres_url",
     "parse_url",
+    "private_dir",
+    "private_file",
     "redact_url",
 ]
 
@@ -250,7 +253,7 @@ class Database:
         if self.is_postgres:
             return self._open_postgres()
         if self.target != ":memory:":
-            Path(self.target).parent.mkdir(parents=True, exist_ok=True)
+            private_file(Path(self.target))
         conn = sqlite3.connect(self.target, isolation_level=None, check_same_thread=False, timeout=self._timeout)
         try:
             conn.row_factory = sqlite3.Row
@@ -336,17 +339,21 @@ class Database:
 
         return bool(self._raw.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR))
 
-    def begin(self, cur: Cursor, *, snapshot: bool = False) -> None:
+    def begin(self, cur: Cursor, *, snapshot: bool = False, read: bool = False) -> None:
         """Start a transaction on ``cur``.
 
         A writer (default): SQLite ``BEGIN IMMEDIATE`` (the database's write lock, held to COMMIT);
         PostgreSQL ``BEGIN`` at READ COMMITTED -- what must not interleave is then serialized with
         :meth:`lock`. ``snapshot``: a reader that needs one consistent view of several tables; SQLite
         still takes the write lock (writers are held off) unless the file is read-only; PostgreSQL
-        uses a REPEATABLE READ, READ ONLY snapshot and blocks nobody.
+        uses a REPEATABLE READ, READ ONLY snapshot and blocks nobody. ``read``: a reader that must
+        never wait for a writer: SQLite a deferred ``BEGIN`` (a WAL snapshot), PostgreSQL as ``snapshot``.
         """
         if self.is_postgres:
-            cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" if snapshot else "BEGIN")
+            cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" if snapshot or read else "BEGIN")
+            return
+        if read:
+            cur.execute("BEGIN")  # deferred: a WAL snapshot at the first read, never the write lock
             return
         try:
             cur.execute("BEGIN IMMEDIATE")
@@ -356,7 +363,7 @@ class Database:
             cur.execute("BEGIN")
 
     @contextmanager
-    def transaction(self, *, snapshot: bool = False) -> Iterator[Cursor]:
+    def transaction(self, *, snapshot: bool = False, read: bool = False) -> Iterator[Cursor]:
         """``BEGIN`` (see :meth:`begin`) ... ``COMMIT``; ``ROLLBACK`` on any exception.
 
         A PostgreSQL connection found broken at ``BEGIN`` (server restarted, idle connection dropped) is
@@ -364,20 +371,20 @@ class Database:
         """
         cur = self.cursor()
         try:
-            self.begin(cur, snapshot=snapshot)
+            self.begin(cur, snapshot=snapshot, read=read)
         except database_errors():
             cur.close()
             if not (self.is_postgres and self._raw.broken):
                 raise
             cur = self.cursor()  # reconnects
             try:
-                self.begin(cur, snapshot=snapshot)
+                self.begin(cur, snapshot=snapshot, read=read)
             except BaseException:
                 cur.close()
                 raise
         try:
             yield cur
-            if snapshot:
+            if snapshot or read:
                 cur.execute("ROLLBACK")  # nothing was written
             else:
                 cur.execute("COMMIT")
@@ -442,6 +449,42 @@ class Database:
                     (component, len(migrations), time.time()),
                 )
         return found
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and missing parents) with mode 0700 for the directory itself, whatever the umask.
+
+    Only a directory this call creates is changed: an existing one (a home directory, /tmp) keeps its mode.
+    """
+    if not path.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            return path  # created meanwhile by another process, which set its mode
+        os.chmod(path, 0o700)  # mkdir's mode passes through the umask
+    return path
+
+
+def private_file(path: Path) -> None:
+    """Make sure the SQLite file ``path`` exists with mode 0600 before SQLite opens it.
+
+    SQLite creates its ``-wal`` and ``-shm`` files with the database file's mode, so they follow. Files
+    left readable by others (an older version, a permissive umask) are tightened if they are ours.
+    """
+    private_dir(path.parent)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        for existing in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            with contextlib.suppress(OSError):
+                if existing.stat().st_mode & 0o077:
+                    os.chmod(existing, 0o600)
+        return
+    try:
+        os.fchmod(fd, 0o600)  # O_CREAT's mode passes through the umask
+    finally:
+        os.close(fd)
 
 
 def _set_wal(conn: sqlite3.Connection, *, timeout: float = 30.0) -> None:

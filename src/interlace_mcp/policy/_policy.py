@@ -30,6 +30,7 @@ __all__ = [
     "Policy",
     "PolicyError",
     "builtin_policy",
+    "file_stamp",
     "load_policy",
     "parse_policy",
     "token_digest",

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-__all__ = ["WINDOWS", "WindowKeys", "window_keys"]
+__all__ = ["WINDOWS", "WindowKeys", "epoch_to_iso", "iso_utc", "window_keys"]
 
 #: Window names in the order refusals and status list them.
 WINDOWS = ("day", "week", "month", "lifetime")

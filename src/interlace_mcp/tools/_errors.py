@@ -25,7 +25,8 @@ from interlace_mcp.client import (
     PermissionDeniedError,
     RateLimitError,
 )
-from interlace_mcp.policy import Refused, RequestConflict, Violation, refusal_text
+from interlace_mcp.policy import Refusal as Refused
+from interlace_mcp.policy import RequestConflict, Violation, refusal_text
 
 __all__ = ["Refusal", "not_found", "refusal_from_upstream", "returns_refusals"]
 

@@ -1,0 +1,138 @@
+"""The rules and their wording: every refusal names the rule, the limit, what is used and what remains.
+
+The stateless rules (tool allow-list, kill switch, per-transaction, payee) need no ledger; the stateful
+ones (calendar windows, ``max_active_cards``) are checked by the ledger inside the transaction that
+reserves the amount (and read-only, the same way, before anyone is asked to confirm).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from interlace_mcp.money import format_amount, from_minor, to_minor
+from interlace_mcp.policy._policy import AgentPolicy
+from interlace_mcp.policy._values import Violation
+from interlace_mcp.policy._windows import epoch_to_iso
+
+__all__ = [
+    "approval_denied_text",
+    "approval_expired_text",
+    "cards_violation",
+    "frozen_violation",
+    "payee_violation",
+    "per_transaction_violation",
+    "tool_violation",
+    "window_violation",
+]
+
+WINDOW_CODES = {"day": "daily_limit", "week": "weekly_limit", "month": "monthly_limit", "lifetime": "lifetime_limit"}
+_WINDOW_WORDS = {"day": "daily", "week": "weekly", "month": "monthly", "lifetime": "lifetime"}
+
+
+def tool_violation(policy: AgentPolicy, tool: str) -> Violation | None:
+    if policy.allows_tool(tool):
+        return None
+    return Violation(
+        "tool_not_allowed",
+        f"agent {policy.agent!r} may not use {tool}; its policy allows only: {', '.join(policy.tools) or 'no tools'}",
+        {"tool": tool},
+    )
+
+
+def frozen_violation(agent: str, frozen: tuple[str | None, str | None] | None) -> Violation | None:
+    if frozen is None:
+        return None
+    reason, who = frozen
+    return Violation(
+        "agent_frozen",
+        f"agent {agent!r} is frozen by {who or 'an operator'}"
+        + (f" ({reason})" if reason else "")
+        + ": its cards are frozen and money tools are blocked until an operator unfreezes it",
+        {"reason": reason, "by": who},
+    )
+
+
+def per_transaction_violation(policy: AgentPolicy, amount: Decimal, currency: str) -> Violation | None:
+    limit = policy.per_transaction
+    if limit is None or amount <= limit:
+        return None
+    return Violation(
+        "per_transaction_limit",
+        f"per-transaction limit {format_amount(limit)} {currency}: {format_amount(amount)} requested"
+        f" is {format_amount(amount - limit)} over; split it or ask an operator to raise the limit",
+        {"limit": format_amount(limit), "requested": format_amount(amount)},
+    )
+
+
+def payee_violation(policy: AgentPolicy, payee: str, known: bool) -> Violation | None:
+    if known and payee in policy.transfer_payees:
+        return None
+    allowed = ", ".join(policy.transfer_payees) or "none"
+    return Violation(
+        "payee_not_allowed",
+        f"payee {payee!r} is not on agent {policy.agent!r}'s transfer_payees list (allowed: {allowed});"
+        " list_payees shows them",
+        {"payee": payee},
+    )
+
+
+def window_violation(
+    window: str,
+    limit: Decimal,
+    currency: str,
+    *,
+    committed_minor: int,
+    reserved_minor: int,
+    requested: Decimal,
+    resets: str | None,
+) -> Violation:
+    """A calendar window the request would push past its limit."""
+    limit_minor = to_minor(limit)
+    remaining = max(limit_minor - committed_minor - reserved_minor, 0)
+    used = [
+        f"{format_amount(from_minor(committed_minor))} spent",
+        f"{format_amount(from_minor(reserved_minor))} reserved",
+        f"{format_amount(requested)} requested",
+        f"{format_amount(from_minor(remaining))} remaining",
+    ]
+    reset = f"resets {resets}" if resets else "never resets"
+    text = f"{_WINDOW_WORDS[window]} limit {format_amount(limit)} {currency}: {', '.join(used)}; {reset}"
+    return Violation(
+        WINDOW_CODES[window],
+        text,
+        {
+            "window": window,
+            "limit": format_amount(limit),
+            "spent": format_amount(from_minor(committed_minor)),
+            "reserved": format_amount(from_minor(reserved_minor)),
+            "requested": format_amount(requested),
+            "remaining": format_amount(from_minor(remaining)),
+            "resets_at": resets,
+        },
+    )
+
+
+def cards_violation(limit: int, active: int, pending: int) -> Violation:
+    return Violation(
+        "max_active_cards",
+        f"max active cards {limit}: {active} active, {pending} being issued, 0 remaining;"
+        " close a card (close_card) to issue another",
+        {"limit": limit, "active": active, "pending": pending},
+    )
+
+
+def approval_expired_text(approval_id: str, amount_minor: int, currency: str, expires_at: float, approved: bool) -> str:
+    return (
+        f"approval {approval_id} for {format_amount(from_minor(amount_minor))} {currency}"
+        f" expired at {epoch_to_iso(expires_at)} without being "
+        + ("used" if approved else "decided")
+        + "; the reservation was released. Send a new request (new request_id) to ask again"
+    )
+
+
+def approval_denied_text(approval_id: str, amount_minor: int, currency: str, by: str, reason: str | None) -> str:
+    who = by or "an operator"
+    return (
+        f"approval {approval_id} for {format_amount(from_minor(amount_minor))} {currency} was denied"
+        f" by {who}" + (f": {reason}" if reason else "") + "; the reservation was released"
+    )
