@@ -48,12 +48,11 @@ import uvicorn
 from mcp import Client
 from starlette.applications import Starlette
 
+from interlace_mcp.app import Runtime, reconcile, recover
 from interlace_mcp.audit import AuditLog
 from interlace_mcp.config import Settings
 from interlace_mcp.sandbox import CLIENT_ID, CLIENT_SECRET, SandboxConnectionDropped, SandboxState, create_sandbox_app
 from interlace_mcp.server import build_server
-from interlace_mcp.tools._recovery import reconcile, recover
-from interlace_mcp.tools._runtime import Runtime
 
 V3 = "/open-api/v3"
 MONEY_PATHS = [

@@ -19,12 +19,11 @@ from mcp.server import MCPServer
 from starlette.applications import Starlette
 
 from helpers import Clock, ServerFactory, runtime, write_policy
+from interlace_mcp.app import Runtime
 from interlace_mcp.config import Settings
-from interlace_mcp.policy import Ledger
-from interlace_mcp.policy._db import Database, redact_url
+from interlace_mcp.policy import Database, Ledger, redact_url
 from interlace_mcp.sandbox import create_sandbox_app
 from interlace_mcp.server import build_server
-from interlace_mcp.tools._runtime import Runtime
 
 #: Read at import: the autouse fixture below clears INTERLACE_* variables before each test runs.
 PG_URL = os.environ.get("INTERLACE_TEST_PG_URL") or "postgresql://postgres@127.0.0.1:5432/test"

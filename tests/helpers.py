@@ -15,8 +15,8 @@ from mcp import Client
 from mcp.server import MCPServer
 from starlette.applications import Starlette
 
+from interlace_mcp.app import Runtime
 from interlace_mcp.sandbox import SandboxState
-from interlace_mcp.tools._runtime import Runtime
 
 ServerFactory = Callable[..., MCPServer[Runtime]]
 

@@ -10,10 +10,11 @@ import pytest
 from mcp import Client
 
 from helpers import call, refuse
+from interlace_mcp.app import sandbox_state_path
 from interlace_mcp.cli import main
 from interlace_mcp.config import Settings
 from interlace_mcp.policy import Ledger, token_digest
-from interlace_mcp.server import build_server, sandbox_state_path
+from interlace_mcp.server import build_server
 
 pytestmark = pytest.mark.anyio
 

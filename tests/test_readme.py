@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from interlace_mcp.config import Settings
-from interlace_mcp.tools._registry import SPECS, readme_table
+from interlace_mcp.tools import SPECS, readme_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -23,22 +23,27 @@ from pydantic import ValidationError
 
 from interlace_mcp import __version__
 from interlace_mcp._logging import configure_logging
+from interlace_mcp.app import (
+    Runtime,
+    build_runtime,
+    decide_approval_sync,
+    open_runtime,
+    reconcile,
+    recover,
+    sandbox_state_path,
+    set_agent_frozen,
+)
 from interlace_mcp.audit import AuditLog
 from interlace_mcp.client import InterlaceClient, InterlaceError
 from interlace_mcp.config import ConfigError, Settings
 from interlace_mcp.money import AmountError, format_amount, parse_amount
-from interlace_mcp.policy import PolicyError, token_digest
-from interlace_mcp.policy._db import redact_url
+from interlace_mcp.policy import PolicyError, cards, private_dir, redact_url, reports, token_digest
 from interlace_mcp.sandbox import parse_fault, run_sandbox
-from interlace_mcp.server import build_runtime, build_server, sandbox_state_path
-from interlace_mcp.server._build import interlace_client, start
-from interlace_mcp.server._operator import decide_approval, set_agent_frozen
-from interlace_mcp.tools._recovery import reconcile, recover
-from interlace_mcp.tools._registry import select_tools
-from interlace_mcp.tools._runtime import Runtime
+from interlace_mcp.server import build_server
+from interlace_mcp.tools import select_tools
 
 if TYPE_CHECKING:
-    from interlace_mcp.server._http import AuthMode
+    from interlace_mcp.server import AuthMode
 
 __all__ = ["main"]
 
@@ -217,7 +222,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def _serve_http(args: argparse.Namespace, settings: Settings) -> int:
 
-    from interlace_mcp.server._http import build_http_app
+    from interlace_mcp.server import build_http_app
 
     auth: AuthMode = args.auth or "token"
     app = build_http_app(settings, transport=args.transport, auth=auth, host=args.host)
@@ -257,6 +262,7 @@ def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
     if args.latency_ms < 0:
         print("interlace-mcp: --latency-ms must not be negative", file=sys.stderr)
         return 2
+    private_dir(settings.resolved_state_dir())  # 0700 whatever the umask (the emulator's state file is 0600)
     run_sandbox(
         args.host,
         args.port,
@@ -291,12 +297,15 @@ async def _simulate_purchase(args: argparse.Namespace, settings: Settings) -> in
 
 
 @asynccontextmanager
-async def _client(settings: Settings) -> AsyncIterator[tuple[InterlaceClient, Runtime]]:
-    """An Interlace client for one CLI command (on the embedded emulator: its saved state)."""
+async def _client(settings: Settings, *, discover: bool = False) -> AsyncIterator[tuple[InterlaceClient, Runtime]]:
+    """The runtime, opened for one CLI command (on the embedded emulator: its saved state). ``discover``:
+    find the account and settle unfinished requests first, as a server does at startup."""
     runtime = build_runtime(settings)
-    async with interlace_client(runtime) as client:
-        runtime.client = client
-        yield client, runtime
+    try:
+        async with open_runtime(runtime, discover=discover):
+            yield runtime.api, runtime
+    finally:
+        runtime.close()
 
 
 # ---- check / doctor ------------------------------------------------------------------------------
@@ -382,7 +391,7 @@ def _approvals(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     approve = args.approvals_command == "approve"
     try:
-        decided = decide_approval(runtime, args.id, approve=approve, by=_operator(args.by), reason=args.reason)
+        decided = decide_approval_sync(runtime, args.id, approve=approve, by=_operator(args.by), reason=args.reason)
     except (KeyError, ValueError) as exc:
         print(f"interlace-mcp: {exc.args[0]}", file=sys.stderr)
         return 1
@@ -399,19 +408,17 @@ def _approvals(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _spend(args: argparse.Namespace, settings: Settings) -> int:
-    async with _client(settings) as (_, runtime):
-        await start(runtime)
+    async with _client(settings, discover=True) as (_, runtime):
         policy = runtime.policies.current()
-        agents = (
-            [args.agent] if args.agent else sorted({*runtime.ledger.known_agents(), *policy.agents, settings.agent_id})
-        )
+        known = await runtime.store.read(reports.known_agents)
+        agents = [args.agent] if args.agent else sorted({*known, *policy.agents, settings.agent_id})
         report: dict[str, Any] = {}
         for agent in agents:
             effective = policy.for_agent(agent)
-            windows = runtime.ledger.window_status(runtime.scope, agent, effective)
+            windows = await runtime.store.read(reports.window_status, runtime.scope, agent, effective)
             report[agent] = {
                 "currency": effective.currency,
-                "frozen": runtime.ledger.agent_frozen(agent) is not None,
+                "frozen": await runtime.store.read(cards.frozen, agent) is not None,
                 "windows": [w.as_dict() for w in windows],
             }
     if args.json:
@@ -467,8 +474,7 @@ async def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError:
         print(f"interlace-mcp: --since {args.since!r}: use an ISO date/time or 24h / 7d", file=sys.stderr)
         return 2
-    async with _client(settings) as (_, runtime):
-        await start(runtime)
+    async with _client(settings, discover=True) as (_, runtime):
         settled = await recover(runtime, grace=0.0) if args.settle else None
         report = await reconcile(runtime, since=since)
     if args.json:
@@ -522,8 +528,7 @@ def _agent_tokens(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _agents(args: argparse.Namespace, settings: Settings) -> int:
     freeze = args.agents_command == "freeze"
-    async with _client(settings) as (_, runtime):
-        await start(runtime)
+    async with _client(settings, discover=True) as (_, runtime):
         report = await set_agent_frozen(runtime, args.name, freeze=freeze, by=_operator(args.by), reason=args.reason)
     for failure in report.failures:
         print(failure, file=sys.stderr)
@@ -569,7 +574,7 @@ def _operators(args: argparse.Namespace, settings: Settings) -> int:
 def _dashboard(args: argparse.Namespace, settings: Settings) -> int:
 
     from interlace_mcp.dashboard import build_dashboard_app
-    from interlace_mcp.server._http import transport_security
+    from interlace_mcp.server import transport_security
 
     security = transport_security(settings, args.host)  # beyond loopback only with INTERLACE_ALLOWED_HOSTS
     app = build_dashboard_app(settings, security=security)

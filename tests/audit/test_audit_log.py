@@ -22,8 +22,7 @@ import pytest
 
 from helpers import BOTH_BACKENDS
 from interlace_mcp.audit import ANCHOR_MISMATCH_EVENT, GENESIS_HASH, AuditLog, AuditWriteError
-from interlace_mcp.policy import Ledger
-from interlace_mcp.policy._db import Database
+from interlace_mcp.policy import Database, Ledger
 
 PAN = "4111111111111111"
 COLUMNS = ("seq", "ts", "agent", "tool", "event", "record_json", "prev_hash", "hash", "mac")

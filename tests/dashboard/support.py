@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 
+from interlace_mcp.app import Runtime
 from interlace_mcp.config import Settings
 from interlace_mcp.policy import token_digest
-from interlace_mcp.server._http import build_http_app
-from interlace_mcp.tools._runtime import Runtime
+from interlace_mcp.server import build_http_app
 
 OPERATOR_TOKEN = "itl_op_test-operator-token-0123456789"
 AGENT_TOKEN = "itl_agent_test-agent-token-0123456789"

@@ -15,7 +15,7 @@ from interlace_mcp.config import ConfigError
 from interlace_mcp.dashboard import build_dashboard_app
 from interlace_mcp.policy import Ledger, RequestKey, builtin_policy, token_digest
 from interlace_mcp.sandbox import create_sandbox_app
-from interlace_mcp.server._http import transport_security
+from interlace_mcp.server import transport_security
 
 pytestmark = pytest.mark.anyio
 DAY = 86400.0

@@ -23,11 +23,11 @@ from mcp.server import MCPServer
 from starlette.applications import Starlette
 
 from helpers import Clock
+from interlace_mcp.app import Runtime
 from interlace_mcp.config import Settings
 from interlace_mcp.policy import Ledger
 from interlace_mcp.sandbox import CLIENT_ID, CLIENT_SECRET, SandboxConnectionDropped, SandboxState, create_sandbox_app
 from interlace_mcp.server import build_server
-from interlace_mcp.tools._runtime import Runtime
 
 #: Read at import: the autouse fixture clears INTERLACE_* before each test runs.
 FULL = os.environ.get("INTERLACE_TEST_FULL", "") not in ("", "0")

@@ -27,7 +27,7 @@ from fuzz.support import (
     upstream_spend,
 )
 from helpers import ServerFactory, call, refuse, runtime, sandbox_of
-from interlace_mcp.tools._recovery import reconcile, recover
+from interlace_mcp.app import reconcile, recover
 
 pytestmark = pytest.mark.anyio
 

@@ -32,12 +32,11 @@ from mcp import Client
 
 from fuzz.support import FULL, KNOWN_CODES, V3, error_code, movements_by_key, upstream_spend
 from helpers import Clock
+from interlace_mcp.app import Runtime, reconcile, recover
 from interlace_mcp.config import Settings
 from interlace_mcp.policy import Ledger
 from interlace_mcp.sandbox import SandboxState, create_sandbox_app
 from interlace_mcp.server import build_server
-from interlace_mcp.tools._recovery import reconcile, recover
-from interlace_mcp.tools._runtime import Runtime
 
 PER_TRANSACTION = Decimal("30.00")
 DAILY = Decimal("60.00")

@@ -23,7 +23,7 @@ from helpers import call, sandbox_of, serving
 from interlace_mcp.config import ConfigError, Settings
 from interlace_mcp.policy import token_digest
 from interlace_mcp.sandbox import create_sandbox_app
-from interlace_mcp.server._http import build_http_app
+from interlace_mcp.server import build_http_app
 
 pytestmark = pytest.mark.anyio
 TOKENS = {"alice": "tok-alice-0123456789", "bob": "tok-bob-0123456789"}

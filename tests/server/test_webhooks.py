@@ -20,8 +20,7 @@ from helpers import call
 from interlace_mcp.config import Settings
 from interlace_mcp.policy import token_digest
 from interlace_mcp.sandbox import CLIENT_SECRET, create_sandbox_app
-from interlace_mcp.server._http import build_http_app
-from interlace_mcp.server._webhooks import sign_resource
+from interlace_mcp.server import build_http_app, sign_resource
 
 pytestmark = pytest.mark.anyio
 BASE = "http://127.0.0.1:8765"

@@ -9,7 +9,7 @@ import pytest
 from mcp import Client
 
 from helpers import Clock, ServerFactory, call, refuse, runtime, sandbox_of
-from interlace_mcp.tools._recovery import reconcile, recover
+from interlace_mcp.app import reconcile, recover
 
 pytestmark = pytest.mark.anyio
 TRANSFER_IN = "/open-api/v3/cards/transfer-in"

@@ -43,18 +43,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from interlace_mcp.audit._record import AuditRecord
+from interlace_mcp.app import Runtime, build_runtime, decide_approval, open_runtime, set_agent_frozen
+from interlace_mcp.audit import AuditRecord
 from interlace_mcp.client import InterlaceError, NotFoundError
 from interlace_mcp.config import Settings
 from interlace_mcp.dashboard import _views as views
 from interlace_mcp.money import format_amount
+from interlace_mcp.operations import card_result, clean_text, transaction_info
 from interlace_mcp.policy import Approval, token_digest
-from interlace_mcp.server._build import build_runtime, interlace_client, start
-from interlace_mcp.server._operator import decide_approval, set_agent_frozen
-from interlace_mcp.tools._runtime import Runtime
-from interlace_mcp.tools._sanitize import clean_text
-from interlace_mcp.tools._shared import card_result
-from interlace_mcp.tools.cards import transaction_info
 
 __all__ = ["COOKIE", "OPERATOR_TOKEN_PREFIX", "Dashboard", "build_dashboard_app"]
 
@@ -413,7 +409,7 @@ class Dashboard:
             except (InterlaceError, RuntimeError) as exc:
                 out.append(views.CardView(record.card_id, None, error=_upstream_text(exc)))
                 continue
-            masked = card_result(rt, card, summary=summary, record=record)
+            masked = card_result(card, sandbox=rt.sandbox, summary=summary, record=record)
             try:
                 page = await rt.api.list_card_transactions(card_id=record.card_id, limit=CARD_TRANSACTIONS)
                 txns = [transaction_info(t) for t in page.items]
@@ -432,8 +428,8 @@ class Dashboard:
         reason = clean_text(form.get("reason", ""), 200) or None
         approve = decision == "approve"
         try:
-            decided = await self._ledger(
-                decide_approval, self.runtime, approval_id, approve=approve, by=session.operator, reason=reason
+            decided = await decide_approval(
+                self.runtime, approval_id, approve=approve, by=session.operator, reason=reason
             )
         except (KeyError, ValueError) as exc:
             session.flashes.append(("error", str(exc.args[0]) if exc.args else "cannot decide"))
@@ -507,20 +503,15 @@ def build_dashboard_app(
 
     Its lifespan opens the Interlace client and discovers the account, as other CLI commands do.
     """
-    runtime = runtime or build_runtime(settings)
+    runtime = runtime or build_runtime(
+        settings, sandbox_app=sandbox_app, upstream_transport=upstream_transport, backoff=backoff
+    )
     dashboard = Dashboard(runtime, security=security)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with interlace_client(
-            runtime, sandbox_app=sandbox_app, upstream_transport=upstream_transport, backoff=backoff
-        ) as client:
-            runtime.client = client
-            try:
-                await start(runtime)
-                yield
-            finally:
-                runtime.client = None
+        async with open_runtime(runtime):
+            yield
 
     async def root(request: Request) -> Response:
         return RedirectResponse("/dashboard", status_code=307)

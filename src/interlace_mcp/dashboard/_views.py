@@ -16,12 +16,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from urllib.parse import quote
 
-from interlace_mcp.audit._record import AuditRecord
+from interlace_mcp.audit import AuditRecord
 from interlace_mcp.money import format_amount
-from interlace_mcp.policy import Approval, WindowStatus
-from interlace_mcp.policy._windows import epoch_to_iso
-from interlace_mcp.tools._results import CardResult, TransactionInfo
-from interlace_mcp.tools._sanitize import clean_text
+from interlace_mcp.operations import CardResult, TransactionInfo, clean_text
+from interlace_mcp.policy import Approval, WindowStatus, epoch_to_iso
 
 __all__ = [
     "AgentRow",

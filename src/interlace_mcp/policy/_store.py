@@ -131,7 +131,8 @@ class _Writer:
         self._cond = threading.Condition()
         self._closing = False
         self._thread: threading.Thread | None = None
-        #: Transactions committed and jobs run (for the two-write-transactions test and the benchmarks).
+        #: Write transactions begun and committed, and jobs run (for the tests and the benchmarks).
+        self.transactions = 0
         self.commits = 0
         self.jobs = 0
 
@@ -197,6 +198,7 @@ class _Writer:
             cur = db.cursor()  # reconnects: nothing was done yet
             db.begin(cur)
         db.lock(cur, WRITE_LOCK)
+        self.transactions += 1
         return cur, Tx(db, cur, self._clock)
 
     def _rollback(self, cur: Cursor, tx: Tx | None) -> None:
@@ -324,6 +326,11 @@ class Store:
 
     def now(self) -> float:
         return self._clock()
+
+    @property
+    def transactions(self) -> int:
+        """Write transactions begun so far by this store (committed or not)."""
+        return self._writer.transactions
 
     @property
     def commits(self) -> int:

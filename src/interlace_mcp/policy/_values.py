@@ -66,6 +66,9 @@ class Refusal(Exception):
     the tools' checks; the MCP boundary returns it as an error result. Nothing was stored or moved.
     """
 
+    #: Set once the refusal is in the audit log (the runner writes it with its ledger write).
+    audited: bool = False
+
     def __init__(self, violations: Sequence[Violation]) -> None:
         self.violations = list(violations)
         super().__init__(refusal_text(self.violations))

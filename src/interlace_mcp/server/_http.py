@@ -37,14 +37,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from interlace_mcp import __version__
+from interlace_mcp.app import Runtime, build_runtime, open_runtime
 from interlace_mcp.config import ConfigError, Settings
 from interlace_mcp.dashboard import Dashboard
-from interlace_mcp.policy import token_digest
-from interlace_mcp.server._build import build_runtime, build_server, open_runtime
+from interlace_mcp.policy import token_digest, tokens
+from interlace_mcp.server._build import build_server
 from interlace_mcp.server._webhooks import webhook_handler
-from interlace_mcp.tools._runtime import Runtime
 
-__all__ = ["AgentTokenVerifier", "JwtVerifier", "build_http_app", "is_loopback"]
+__all__ = ["AgentTokenVerifier", "AuthMode", "JwtVerifier", "build_http_app", "is_loopback", "transport_security"]
 
 logger = logging.getLogger("interlace_mcp.server")
 
@@ -65,7 +65,7 @@ class AgentTokenVerifier(TokenVerifier):
 
     async def verify_token(self, token: str) -> AccessToken | None:
         digest = token_digest(token)
-        agent = await anyio.to_thread.run_sync(self.runtime.ledger.agent_for_token, digest)
+        agent = await self.runtime.store.read(tokens.owner_of_token, "agent", digest)
         if agent is None:
             agent = self.runtime.policies.current().agent_for_token_hash(digest)
         if agent is None:
@@ -183,9 +183,11 @@ def build_http_app(
     if auth == "none" and not is_loopback(host):
         raise ConfigError("--auth none is only allowed when bound to loopback (127.0.0.1, localhost, ::1)")
     security = transport_security(settings, host)
-    runtime = runtime or build_runtime(settings)
+    runtime = runtime or build_runtime(
+        settings, sandbox_app=sandbox_app, upstream_transport=upstream_transport, backoff=backoff
+    )
     verifier, auth_settings = _auth(settings, runtime, auth)
-    server = build_server(runtime=runtime, token_verifier=verifier, auth=auth_settings, backoff=backoff)
+    server = build_server(runtime=runtime, token_verifier=verifier, auth=auth_settings)
     _add_health(server, runtime)
     # Not behind bearer auth: Interlace signs each notification (HMAC) instead.
     server.custom_route("/webhooks/interlace", methods=["POST"])(webhook_handler(runtime))
@@ -201,9 +203,7 @@ def build_http_app(
 
     @asynccontextmanager
     async def lifespan(starlette: Starlette) -> AsyncIterator[Any]:
-        async with open_runtime(
-            runtime, sandbox_app=sandbox_app, upstream_transport=upstream_transport, backoff=backoff
-        ):
+        async with open_runtime(runtime, background=True):
             async with inner(starlette) as state:
                 logger.info("serving %s transport (auth: %s)", transport, auth)
                 yield state

@@ -18,13 +18,13 @@ import logging
 from decimal import Decimal
 from typing import Any
 
-import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from interlace_mcp.app import Runtime
 from interlace_mcp.money import AmountError, parse_upstream_amount
-from interlace_mcp.tools._runtime import Runtime
-from interlace_mcp.tools._sanitize import clean_text
+from interlace_mcp.operations import clean_text
+from interlace_mcp.policy import activity
 
 __all__ = ["MAX_AGE_SECONDS", "sign_resource", "webhook_handler"]
 
@@ -113,19 +113,18 @@ async def _record_transaction(
     if resource.get("transactionType") == "authorization":
         type_code = 1
     status = str(resource.get("status") or "PENDING").upper()
-    return await anyio.to_thread.run_sync(
-        lambda: runtime.ledger.record_card_event(
-            event_id,
-            event_type,
-            scope=runtime.scope,
-            transaction_id=txn_id,
-            card_id=card_id,
-            type_code=type_code,
-            status=status,
-            amount=abs(Decimal(amount)),
-            currency=str(resource.get("billingCurrency") or resource.get("currency") or "USD")[:3],
-            merchant=clean_text(resource.get("merchantName")),
-            remark=clean_text(resource.get("remark")),
-            event_time=event_time,
-        )
+    return await runtime.store.write(
+        activity.record_card_event,
+        event_id,
+        event_type,
+        scope=runtime.scope,
+        transaction_id=txn_id,
+        card_id=card_id,
+        type_code=type_code,
+        status=status,
+        amount=abs(Decimal(amount)),
+        currency=str(resource.get("billingCurrency") or resource.get("currency") or "USD")[:3],
+        merchant=clean_text(resource.get("merchantName")),
+        remark=clean_text(resource.get("remark")),
+        event_time=event_time,
     )

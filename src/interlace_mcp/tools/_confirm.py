@@ -4,28 +4,25 @@ Where the client supports elicitation, the human at the client is asked a yes/no
 form; never card data). Above ``approval_above`` only out-of-band approval counts, never this. A client
 that cannot be asked falls back to out-of-band approval: nothing in the band is auto-approved.
 
-The resolver runs before the tool body (twice on 2026-07-28 connections), so it has no side effects:
-it reads the policy and, to avoid asking again on a replay, whether the request is already known.
+The question's resolver depends on the money tool's caller resolver, so it sees every check's verdict:
+a call policy refuses, a dry run, or a retry of a known request is never asked about. Like every
+resolver it has no side effects (on 2026-07-28 it runs twice per call).
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: the question's resolver is built per tool at import,
+# and the SDK reads its annotations (which name that tool's caller resolver) as objects.
 
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from mcp.server.mcpserver import (
-    AcceptedElicitation,
-    Context,
-    Elicit,
-    ElicitationResult,
-)
+from mcp.server.mcpserver import AcceptedElicitation, Context, Elicit, ElicitationResult, Resolve
 from pydantic import BaseModel, Field
 
 from interlace_mcp.money import format_amount
-from interlace_mcp.policy import AgentPolicy, RequestKey
-from interlace_mcp.tools._errors import Refusal
-from interlace_mcp.tools._runtime import runtime_of
+from interlace_mcp.operations import Refusal
+from interlace_mcp.policy import AgentPolicy
+from interlace_mcp.tools._caller import Caller
 
 __all__ = ["Confirm", "Confirmation", "confirmation_for", "needs_out_of_band"]
 
@@ -34,6 +31,9 @@ class Confirm(BaseModel):
     """The question's form: one boolean."""
 
     confirm: bool = Field(description="Yes: move this money now")
+
+
+Confirmation = ElicitationResult[Confirm]
 
 
 def in_band(policy: AgentPolicy, amount: Decimal) -> bool:
@@ -47,50 +47,50 @@ def _client_can_be_asked(ctx: Context[Any, Any]) -> bool:
     return caps is not None and caps.elicitation is not None
 
 
-def confirmation_for(tool: str) -> Callable[..., Awaitable[Elicit[Confirm] | None]]:
-    """A resolver for ``tool``: asks only for a new, non-dry-run request in the band."""
+def _should_ask(caller: Caller) -> bool:
+    op = caller.operation
+    if op is None or caller.refusal is not None or caller.gate or caller.dry_run or caller.known is not None:
+        return False  # refused, a dry run, or a retry of a known request: its stored state decides
+    return op.spec.needs_consent and in_band(caller.policy, op.spend)
+
+
+def confirmation_for(caller_resolver: Callable[..., Awaitable[Caller]]) -> Callable[..., Awaitable[Any]]:
+    """The question's resolver for the money tool whose caller comes from ``caller_resolver``."""
 
     async def ask(
-        amount: Decimal, request_id: str, ctx: Context[Any, Any], dry_run: bool = False
+        caller: Annotated[Caller, Resolve(caller_resolver)], ctx: Context[Any, Any]
     ) -> Elicit[Confirm] | None:
-        rt = runtime_of(ctx)
-        agent = rt.agent_of(ctx)
-        policy = rt.policies.for_agent(agent)
-        if dry_run or not in_band(policy, amount) or not _client_can_be_asked(ctx):
+        if not _should_ask(caller) or not _client_can_be_asked(ctx):
             return None
-        if rt.ledger.peek_request(RequestKey(rt.scope, agent, tool, request_id)) is not None:
-            return None  # a retry of a known request: its stored state decides
+        op = caller.operation
+        assert op is not None
         return Elicit(
-            f"Agent {agent!r} asks to {tool.replace('_', ' ')} {format_amount(amount)} {policy.currency} "
-            f"(request {request_id}). Allow it?",
+            f"Agent {caller.agent!r} asks to {op.spec.name.replace('_', ' ')} {format_amount(op.spend)}"
+            f" {caller.policy.currency} (request {op.request_id}). Allow it?",
             Confirm,
         )
 
-    ask.__name__ = f"confirm_{tool}"
+    ask.__name__ = ask.__qualname__ = f"confirm_{caller_resolver.__name__.strip('_')}"
     return ask
 
 
-Confirmation = ElicitationResult[Confirm]
-
-
-def needs_out_of_band(
-    ctx: Context[Any, Any], tool: str, amount: Decimal, dry_run: bool, confirmation: Confirmation | None
-) -> bool:
-    """After the resolver: True when the band applies but the client could not be asked (-> approval).
+def needs_out_of_band(caller: Caller, ctx: Context[Any, Any], confirmation: Confirmation | None) -> bool:
+    """After the resolvers: True when the band applies but the client could not be asked (-> approval).
 
     Raises a ``confirmation_declined`` refusal when the human said no (or cancelled).
     """
-    rt = runtime_of(ctx)
-    policy = rt.policies.for_agent(rt.agent_of(ctx))
-    if dry_run or not in_band(policy, amount):
+    if not _should_ask(caller):
         return False
     if isinstance(confirmation, AcceptedElicitation):
         data = confirmation.data
-        if data is None:  # not asked: a known request, or a client without elicitation
+        if data is None:  # not asked: a client without elicitation
             return not _client_can_be_asked(ctx)
         if isinstance(data, Confirm) and data.confirm:
             return False
+    op = caller.operation
+    assert op is not None
     raise Refusal.one(
         "confirmation_declined",
-        f"the user did not confirm {tool} of {format_amount(amount)} {policy.currency} in the client; nothing moved",
+        f"the user did not confirm {op.spec.name} of {format_amount(op.spend)} {caller.policy.currency}"
+        " in the client; nothing moved",
     )

@@ -19,13 +19,14 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, ConfigDict
 
-from interlace_mcp.policy import tool_violation
+from interlace_mcp.audit import AuditWriteError
+from interlace_mcp.client import InterlaceError
+from interlace_mcp.operations import CardTransfer, CloseCard, CreateTransfer, IssueCard, MoneyMovement, Refusal
 from interlace_mcp.tools import account, cards, spend, transfers
-from interlace_mcp.tools._errors import Refusal, returns_refusals
-from interlace_mcp.tools._results import MoneyMovement
-from interlace_mcp.tools._runtime import runtime_of
+from interlace_mcp.tools._caller import Caller, rate_limited
+from interlace_mcp.tools._errors import as_refusal, refusal_result
 
-__all__ = ["SPECS", "TOOLSETS", "ToolSpec", "build_tool", "select_tools", "validation_errors"]
+__all__ = ["SPECS", "TOOLSETS", "ToolSpec", "build_tool", "readme_table", "select_tools", "validation_errors"]
 
 TOOLSETS = ("cards", "transfers", "account", "spend")
 
@@ -55,9 +56,9 @@ def _ann(*, read_only: bool, destructive: bool, idempotent: bool, open_world: bo
 
 # Money tools are idempotent by request_id; open-world because they act on Interlace.
 SPECS: tuple[ToolSpec, ...] = (
-    ToolSpec("issue_card", "cards", "Issue an agent card", cards.issue_card,
+    ToolSpec(IssueCard.SPEC.name, "cards", "Issue an agent card", cards.issue_card,
              _ann(read_only=False, destructive=False, idempotent=True, open_world=True), money=True),
-    ToolSpec("top_up_card", "cards", "Top up a card", cards.top_up_card,
+    ToolSpec(CardTransfer.SPECS["in"].name, "cards", "Top up a card", cards.top_up_card,
              _ann(read_only=False, destructive=False, idempotent=True, open_world=True), money=True),
     ToolSpec("get_card", "cards", "Get a card", cards.get_card,
              _ann(read_only=True, destructive=False, idempotent=True, open_world=True)),
@@ -70,12 +71,12 @@ SPECS: tuple[ToolSpec, ...] = (
     ToolSpec("unfreeze_card", "cards", "Unfreeze a card", cards.unfreeze_card,
              _ann(read_only=False, destructive=False, idempotent=True, open_world=True)),
     # Irreversible: the card is deleted.
-    ToolSpec("close_card", "cards", "Close a card", cards.close_card,
+    ToolSpec(CloseCard.SPEC.name, "cards", "Close a card", cards.close_card,
              _ann(read_only=False, destructive=True, idempotent=True, open_world=True), money=True),
-    ToolSpec("withdraw_from_card", "cards", "Withdraw from a card", cards.withdraw_from_card,
+    ToolSpec(CardTransfer.SPECS["out"].name, "cards", "Withdraw from a card", cards.withdraw_from_card,
              _ann(read_only=False, destructive=False, idempotent=True, open_world=True), money=True),
     # Irreversible: money leaves to a third party.
-    ToolSpec("create_transfer", "transfers", "Transfer to a payee", transfers.create_transfer,
+    ToolSpec(CreateTransfer.SPEC.name, "transfers", "Transfer to a payee", transfers.create_transfer,
              _ann(read_only=False, destructive=True, idempotent=True, open_world=True), money=True),
     ToolSpec("list_payees", "transfers", "List payees", transfers.list_payees,
              _ann(read_only=True, destructive=False, idempotent=True, open_world=False)),
@@ -112,32 +113,31 @@ def select_tools(*, read_only: bool, toolsets: list[str] | None, sandbox: bool) 
 
 
 def _guard(spec: ToolSpec) -> Callable[..., Awaitable[Any]]:
-    """Policy allow-list and refusal handling around one tool function (signature preserved)."""
-    inner = returns_refusals(spec.fn)
+    """The gate (tool allow-list, rate limit), refusal handling and the call's audit record around one tool
+    function (signature preserved). The caller was resolved before: nothing here reads the policy again."""
+    what = spec.name.replace("_", " ")
 
     @functools.wraps(spec.fn)
     async def guarded(*args: Any, **kwargs: Any) -> Any:
-        ctx = kwargs.get("ctx")
-        if ctx is None:  # pragma: no cover - the SDK always injects the context
-            return await inner(*args, **kwargs)
-        rt = runtime_of(ctx)
-        agent = rt.agent_of(ctx)
+        caller = kwargs["caller"]
+        assert isinstance(caller, Caller), "every tool takes a resolved caller"
+        rt, agent = caller.runtime, caller.agent
         result: Any
-        violation = tool_violation(rt.policies.for_agent(agent), spec.name)
-        limited = rt.rate_limiter.check(agent) if violation is None else None
-        if violation is not None:
-            result = Refusal([violation]).result()
-        elif limited is not None:
-            result = Refusal.one(
-                "rate_limited",
-                f"agent {agent!r} made more than {rt.settings.rate_limit_per_minute} tool calls in a minute;"
-                f" retry in {limited:.0f} s",
-                retry_after_seconds=round(limited, 1),
-            ).result()
+        if caller.gate:
+            result = refusal_result(Refusal(caller.gate))
+        elif (wait := rt.rate_limiter.check(agent)) is not None:
+            result = refusal_result(Refusal([rate_limited(rt, agent, wait)]))
         else:
-            result = await inner(*args, **kwargs)
-        if isinstance(result, MoneyMovement) and result.status == "completed" and not result.replayed:
-            return result  # run_money already recorded the decision and the outcome (with the arguments)
+            try:
+                result = await spec.fn(*args, **kwargs)
+            except (Refusal, InterlaceError, AuditWriteError) as exc:
+                refusal = as_refusal(exc, what=what)
+                assert refusal is not None
+                result = refusal_result(refusal)
+                if refusal.audited:
+                    return result  # recorded by the runner with its ledger write
+        if isinstance(result, MoneyMovement) and result.is_audited:
+            return result  # the runner recorded the decision and the outcome (with the arguments)
         await rt.record(
             agent=agent,
             tool=spec.name,
@@ -153,8 +153,12 @@ def _guard(spec: ToolSpec) -> Callable[..., Awaitable[Any]]:
 
 
 def _audit_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The call's arguments as the agent sent them (amounts as strings); never the context."""
-    return {k: str(v) if isinstance(v, Decimal) else v for k, v in kwargs.items() if k not in ("ctx", "confirmation")}
+    """The call's arguments as the agent sent them (amounts as strings); never the context or resolved values."""
+    return {
+        k: str(v) if isinstance(v, Decimal) else v
+        for k, v in kwargs.items()
+        if k not in ("ctx", "confirmation", "caller")
+    }
 
 
 def _outcome(result: Any) -> str:

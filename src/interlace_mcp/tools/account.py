@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
-from mcp.server.mcpserver import Context
+from mcp.server.mcpserver import Resolve
 
 from interlace_mcp.client import InterlaceError
 from interlace_mcp.money import format_amount
-from interlace_mcp.tools._errors import not_found, refusal_from_upstream
-from interlace_mcp.tools._flow import in_thread
+from interlace_mcp.operations import BalanceResult, MoneyMovement, RequestStatus, not_found, refusal_from_upstream
+from interlace_mcp.policy import approvals, requests
+from interlace_mcp.tools._caller import Caller, resolve_caller
 from interlace_mcp.tools._params import RequestId
-from interlace_mcp.tools._results import BalanceResult, MoneyMovement, RequestStatus
-from interlace_mcp.tools._runtime import runtime_of
 
 __all__ = ["get_balance", "get_request_status"]
 
 
-async def get_balance(ctx: Context[Any, Any]) -> BalanceResult:
+async def get_balance(caller: Annotated[Caller, Resolve(resolve_caller)]) -> BalanceResult:
     """Show the Infinity account's available balance (what cards and transfers are paid from)."""
-    rt = runtime_of(ctx)
+    rt = caller.runtime
     try:
         balance = await rt.api.infinity_balance()
     except InterlaceError as exc:
@@ -29,10 +28,14 @@ async def get_balance(ctx: Context[Any, Any]) -> BalanceResult:
     )
 
 
-async def get_request_status(request_id: RequestId, ctx: Context[Any, Any]) -> RequestStatus:
+async def get_request_status(
+    request_id: RequestId, caller: Annotated[Caller, Resolve(resolve_caller)]
+) -> RequestStatus:
     """Show where one of this agent's money requests stands: completed, pending approval, in progress, refused."""
-    rt = runtime_of(ctx)
-    records = await in_thread(rt.ledger.find_requests, rt.scope, rt.agent_of(ctx), request_id)
+    rt = caller.runtime
+    if await rt.store.read(approvals.any_due):
+        await rt.store.write(approvals.expire_due)
+    records = await rt.store.read(requests.find_requests, rt.scope, caller.agent, request_id)
     if not records:
         raise not_found("request", request_id)
     record = records[0]

@@ -2,38 +2,56 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Annotated, Any
 
-from mcp.server.mcpserver import Context
+from mcp.server.mcpserver import Resolve
 
 from interlace_mcp.money import format_amount
-from interlace_mcp.tools._flow import in_thread
-from interlace_mcp.tools._results import MerchantActivity, PendingApproval, SpendStatus, SpendWindow
-from interlace_mcp.tools._runtime import runtime_of
+from interlace_mcp.operations import MerchantActivity, PendingApproval, SpendStatus, SpendWindow
+from interlace_mcp.policy import AgentPolicy, Approval, Reader, WindowStatus, activity, approvals, cards, reports
+from interlace_mcp.tools._caller import Caller, resolve_caller
 
 __all__ = ["get_spend_status"]
 
 
-async def get_spend_status(ctx: Context[Any, Any]) -> SpendStatus:
-    """Show this agent's spend limits: per window the limit, spent, reserved, remaining and reset time."""
-    rt = runtime_of(ctx)
-    agent = rt.agent_of(ctx)
-    policy = rt.policies.for_agent(agent)
-    windows = await in_thread(rt.ledger.window_status, rt.scope, agent, policy)
-    approvals = await in_thread(rt.ledger.list_approvals, status=None, agent=agent)
-    cards = await in_thread(rt.ledger.agent_cards, rt.scope, agent)
-    frozen = await in_thread(rt.ledger.agent_frozen, agent)
-    open_approvals = [a for a in approvals if a.status in ("pending", "approved") and a.scope == rt.scope]
-    activity = await in_thread(
-        rt.ledger.card_activity, rt.scope, [c.card_id for c in cards], rt.ledger.now() - 24 * 3600
+@dataclass(frozen=True)
+class _Spend:
+    windows: list[WindowStatus]
+    approvals: list[Approval]
+    active_cards: int
+    frozen: bool
+    activity: dict[str, Any]
+
+
+def _spend(rx: Reader, scope: str, agent: str, policy: AgentPolicy) -> _Spend:
+    """Everything the spend status shows, in one consistent read."""
+    held = cards.agent_cards(rx, scope, agent)
+    return _Spend(
+        windows=reports.window_status(rx, scope, agent, policy),
+        approvals=approvals.listing(rx, status=None, agent=agent),
+        active_cards=len(held),
+        frozen=cards.frozen(rx, agent) is not None,
+        activity=activity.card_activity(rx, scope, [c.card_id for c in held], rx.now() - 24 * 3600),
     )
+
+
+async def get_spend_status(caller: Annotated[Caller, Resolve(resolve_caller)]) -> SpendStatus:
+    """Show this agent's spend limits: per window the limit, spent, reserved, remaining and reset time."""
+    rt, agent, policy = caller.runtime, caller.agent, caller.policy
+    if await rt.store.read(approvals.any_due):
+        await rt.store.write(approvals.expire_due)
+    seen = await rt.store.read(_spend, rt.scope, agent, policy)
+    open_approvals = [a for a in seen.approvals if a.status in ("pending", "approved") and a.scope == rt.scope]
+    authorized: Decimal = seen.activity["authorized"]
     return SpendStatus(
         agent=agent,
         currency=policy.currency,
-        frozen=frozen is not None,
-        windows=[SpendWindow.model_validate(w.as_dict()) for w in windows],
+        frozen=seen.frozen,
+        windows=[SpendWindow.model_validate(w.as_dict()) for w in seen.windows],
         max_active_cards=policy.max_active_cards,
-        active_cards=len(cards),
+        active_cards=seen.active_cards,
         approval_above=format_amount(policy.approval_above) if policy.approval_above is not None else None,
         pending_approvals=[
             PendingApproval(
@@ -49,9 +67,9 @@ async def get_spend_status(ctx: Context[Any, Any]) -> SpendStatus:
             for a in open_approvals
         ],
         merchant_activity=MerchantActivity(
-            authorized=format_amount(activity["authorized"]),
-            approved=activity["approved"],
-            declined=activity["declined"],
+            authorized=format_amount(authorized),
+            approved=seen.activity["approved"],
+            declined=seen.activity["declined"],
         ),
         sandbox=rt.sandbox,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 __all__ = [
     "BalanceResult",
@@ -72,6 +72,16 @@ class MoneyMovement(_Result):
     reasons: list[str] | None = None
     message: str | None = Field(default=None, description="what happened or what to do next, in words")
     warnings: list[str] | None = None
+    #: Set when the runner already wrote this call's audit record (with its ledger write); never serialized.
+    _audited: bool = PrivateAttr(default=False)
+
+    def audited(self) -> MoneyMovement:
+        self._audited = True
+        return self
+
+    @property
+    def is_audited(self) -> bool:
+        return self._audited
 
 
 class TransactionInfo(BaseModel):

@@ -1,8 +1,12 @@
-"""What every tool call needs: settings, the Interlace client, the ledger, the current policy, the caller."""
+"""The shared runtime: settings, the upstream, the ledger and its store, the policy, the audit log, limiters.
+
+Server, dashboard and CLI all build it with :func:`~interlace_mcp.app.build_runtime` and open it with
+:meth:`Runtime.open` (the Interlace client, discovery, recovery and the maintenance timer). Nothing here
+knows MCP: the tools layer finds the calling agent and hands it in.
+"""
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -11,29 +15,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import anyio.to_thread
 import httpx
-from mcp.server.auth.middleware.auth_context import get_access_token
-from mcp.server.mcpserver import Context
 
 from interlace_mcp.audit import AuditLog, AuditWriteError
 from interlace_mcp.client import InterlaceClient
 from interlace_mcp.config import Settings, Upstream
+from interlace_mcp.operations import CardCache, Deps, InFlight
 from interlace_mcp.policy import (
+    SANDBOX_PAYEE,
     AgentPolicy,
     Ledger,
     Payee,
     Policy,
     PolicyError,
     RequestRecord,
+    Store,
     builtin_policy,
+    file_stamp,
     load_policy,
 )
-from interlace_mcp.policy._policy import SANDBOX_PAYEE, file_stamp
 
-__all__ = ["PolicyStore", "RateLimiter", "RevealLimiter", "Runtime", "runtime_of"]
+__all__ = ["PolicyStore", "RateLimiter", "RevealLimiter", "Runtime"]
 
-logger = logging.getLogger("interlace_mcp.tools")
+logger = logging.getLogger("interlace_mcp.app")
 
 
 class PolicyStore:
@@ -86,18 +90,26 @@ class RateLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
+    def _level(self, agent: str, now: float) -> float:
+        tokens, last = self._buckets.get(agent, (float(self.per_minute), now))
+        return min(float(self.per_minute), tokens + (now - last) * self.per_minute / 60.0)
+
+    def peek(self, agent: str) -> float | None:
+        """Whether a call would be allowed now, taking nothing: None, else the seconds until it would."""
+        with self._lock:
+            tokens = self._level(agent, self._clock())
+        return None if tokens >= 1.0 else (1.0 - tokens) / (self.per_minute / 60.0)
+
     def check(self, agent: str) -> float | None:
         """Take one token; None when allowed, else the seconds until one is available."""
-        rate = self.per_minute / 60.0
         with self._lock:
             now = self._clock()
-            tokens, last = self._buckets.get(agent, (float(self.per_minute), now))
-            tokens = min(float(self.per_minute), tokens + (now - last) * rate)
+            tokens = self._level(agent, now)
             if tokens >= 1.0:
                 self._buckets[agent] = (tokens - 1.0, now)
                 return None
             self._buckets[agent] = (tokens, now)
-            return (1.0 - tokens) / rate
+            return (1.0 - tokens) / (self.per_minute / 60.0)
 
 
 class RevealLimiter:
@@ -124,7 +136,7 @@ class RevealLimiter:
 
 @dataclass
 class Runtime:
-    """Per-server state. The client is opened by the server's lifespan (one httpx client per lifetime)."""
+    """Per-process state. The client is opened by :meth:`open` (one httpx client per lifetime)."""
 
     settings: Settings
     upstream: Upstream
@@ -137,7 +149,20 @@ class Runtime:
     account_id: str = ""
     default_bin_id: str | None = None
     default_cardholder_id: str | None = None
+    cards: CardCache = field(default_factory=CardCache)
+    inflight: InFlight = field(default_factory=InFlight)
+    #: How the client reaches the upstream: the embedded emulator's ASGI app, or any transport (tests).
+    sandbox_app: Any = None
+    upstream_transport: httpx.AsyncBaseTransport | None = None
+    backoff: bool = True
+    #: Last retention purge (the ledger's clock).
+    last_purge: float | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def store(self) -> Store:
+        """The ledger's async facade: every storage call of the server goes through it."""
+        return self.ledger.store
 
     @property
     def sandbox(self) -> bool:
@@ -151,8 +176,30 @@ class Runtime:
     @property
     def api(self) -> InterlaceClient:
         if self.client is None:
-            raise RuntimeError("the Interlace client is not open (server lifespan not running)")
+            raise RuntimeError("the Interlace client is not open (runtime not opened)")
         return self.client
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long one execution may hold a request: every step's attempts, timeouts and backoff, with room."""
+        attempts = self.settings.max_retries + 1
+        return 4 * attempts * (self.settings.http_timeout_seconds + 8.0) + 30.0
+
+    def deps(self) -> Deps:
+        """What the money runner needs, handed in (never the MCP context)."""
+        return Deps(
+            store=self.store,
+            audit=self.audit,
+            client=self.api,
+            scope=self.scope,
+            sandbox=self.sandbox,
+            cards=self.cards,
+            inflight=self.inflight,
+            approval_ttl=float(self.settings.approval_ttl_seconds),
+            lease=self.lease_seconds,
+            card_product=self.card_product,
+            notify_approval=self.notify_approval,
+        )
 
     async def card_product(self) -> tuple[str | None, str | None]:
         """The default BIN and cardholder for new cards: settings, else discovered once (first prepaid BIN;
@@ -178,10 +225,10 @@ class Runtime:
             logger.warning("approval notice to INTERLACE_APPROVAL_NOTIFY_URL failed: %s", type(exc).__name__)
 
     async def record(self, *, required: bool = False, **fields: Any) -> bool:
-        """Append one audit record (scoped to this upstream). ``required``: raise AuditWriteError on failure
-        (money tools fail closed); otherwise log loudly and go on (the money already moved)."""
+        """Append one audit record (scoped to this upstream) through the store's writer. ``required``: raise
+        AuditWriteError on failure (money tools fail closed); otherwise log loudly and go on."""
         try:
-            await anyio.to_thread.run_sync(functools.partial(self.audit.append, scope=self.scope, **fields))
+            await self.store.write(self.audit.append_in, scope=self.scope, **fields)
             return True
         except AuditWriteError:
             if required:
@@ -189,16 +236,7 @@ class Runtime:
             logger.critical("audit record could not be written: %s", fields.get("event"))
             return False
 
-    def agent_of(self, ctx: Context[Any, Any]) -> str:
-        """Who is calling: the verified bearer token's agent on HTTP, else INTERLACE_AGENT_ID. Never an argument."""
-        token = get_access_token()
-        if token is not None and token.client_id:
-            return token.client_id
-        return self.settings.agent_id
-
-
-def runtime_of(ctx: Context[Any, Any]) -> Runtime:
-    runtime = ctx.request_context.lifespan_context
-    if not isinstance(runtime, Runtime):
-        raise RuntimeError("server lifespan did not provide a Runtime")
-    return runtime
+    def close(self) -> None:
+        """Close the ledger and the audit log (the client is closed by :meth:`open`'s exit)."""
+        self.ledger.close()
+        self.audit.close()

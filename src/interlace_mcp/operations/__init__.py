@@ -1,0 +1,87 @@
+"""Money operations as objects, the runner that drives them, their results, and the one refusal type.
+
+No MCP import: the tools layer adapts these to the protocol; the app layer (recovery, reconcile) uses the
+same objects. Each operation's spec is the only place its name is written.
+"""
+
+from interlace_mcp.operations._base import Deps, Execution, Expected, Lookup, Operation, OperationSpec, Outcome
+from interlace_mcp.operations._card_ops import CardTransfer, CloseCard, IssueCard
+from interlace_mcp.operations._cards import (
+    TRANSACTION_TYPES,
+    CardCache,
+    card_after_movement,
+    card_result,
+    check_currency,
+    fetch_card,
+    transaction_info,
+)
+from interlace_mcp.operations._inflight import InFlight
+from interlace_mcp.operations._refusals import not_found, refusal_from_upstream
+from interlace_mcp.operations._registry import MONEY_OPERATIONS, operation_for
+from interlace_mcp.operations._results import (
+    BalanceResult,
+    CardLimit,
+    CardList,
+    CardResult,
+    MerchantActivity,
+    MoneyMovement,
+    PayeeInfo,
+    PayeeList,
+    PendingApproval,
+    PurchaseResult,
+    RequestStatus,
+    SpendStatus,
+    SpendWindow,
+    TransactionInfo,
+    TransactionList,
+)
+from interlace_mcp.operations._runner import INFLIGHT_WAIT_SECONDS, args_hash, run_money
+from interlace_mcp.operations._sanitize import clean_text
+from interlace_mcp.operations._transfer_ops import CreateTransfer
+from interlace_mcp.policy import Refusal
+
+__all__ = [
+    "INFLIGHT_WAIT_SECONDS",
+    "MONEY_OPERATIONS",
+    "TRANSACTION_TYPES",
+    "BalanceResult",
+    "CardCache",
+    "CardLimit",
+    "CardList",
+    "CardResult",
+    "CardTransfer",
+    "CloseCard",
+    "CreateTransfer",
+    "Deps",
+    "Execution",
+    "Expected",
+    "InFlight",
+    "IssueCard",
+    "Lookup",
+    "MerchantActivity",
+    "MoneyMovement",
+    "Operation",
+    "OperationSpec",
+    "Outcome",
+    "PayeeInfo",
+    "PayeeList",
+    "PendingApproval",
+    "PurchaseResult",
+    "Refusal",
+    "RequestStatus",
+    "SpendStatus",
+    "SpendWindow",
+    "TransactionInfo",
+    "TransactionList",
+    "args_hash",
+    "card_after_movement",
+    "card_result",
+    "check_currency",
+    "clean_text",
+    "fetch_card",
+    "not_found",
+    "operation_for",
+    "refusal_from_upstream",
+    "run_money",
+    "transaction_info",
+]

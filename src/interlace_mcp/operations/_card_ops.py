@@ -1,0 +1,325 @@
+"""The card operations: issue a card, move money onto or off a card, close a card."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, ClassVar, Literal, Self
+
+from interlace_mcp.client import Card, InterlaceError, NotFoundError
+from interlace_mcp.money import format_amount
+from interlace_mcp.operations._base import Deps, Execution, Expected, Lookup, Operation, OperationSpec, Outcome
+from interlace_mcp.operations._cards import card_after_movement, card_result, fetch_card
+from interlace_mcp.operations._results import CardResult
+from interlace_mcp.policy import CardRecord, Refusal, RequestRecord
+
+__all__ = ["CardTransfer", "CloseCard", "IssueCard"]
+
+logger = logging.getLogger("interlace_mcp.operations")
+
+
+def _last_four(card: CardResult | None) -> str:
+    return card.last_four if card is not None and card.last_four else "(unknown)"
+
+
+async def _card_transaction(ex: Execution, card_id: str, key: str) -> str | None:
+    """The id of this card's movement with clientTransactionId ``key`` (None: Interlace has none)."""
+    page = await ex.client.list_card_transactions(card_id=card_id, client_transaction_id=key)
+    for txn in page.items:
+        if txn.client_transaction_id == key and txn.status != "FAIL":
+            return txn.id
+    return None
+
+
+@dataclass
+class IssueCard(Operation):
+    """A virtual prepaid card for the agent, loaded with ``amount`` (create by referenceId, then velocity)."""
+
+    SPEC: ClassVar[OperationSpec] = OperationSpec("issue_card", steps=("create", "velocity"), issues_card=True)
+
+    value: Decimal
+    request_id: str
+    currency: str = "USD"
+    label: str | None = None
+    card_id: str | None = field(default=None, init=False, repr=False)
+    record: CardRecord | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def spec(self) -> OperationSpec:
+        return self.SPEC
+
+    @property
+    def amount(self) -> Decimal:
+        return self.value
+
+    def arguments(self) -> dict[str, Any]:
+        return {"amount": format_amount(self.value), "currency": self.currency, "label": self.label}
+
+    def summary(self) -> str:
+        return f"issue a card loaded with {format_amount(self.value)} {self.currency}"
+
+    @classmethod
+    def from_record(cls, record: RequestRecord) -> Self:
+        args = record.args
+        value = Decimal(str(args["amount"])) if "amount" in args else record.amount
+        return cls(value, record.key.request_id, record.currency, args.get("label"))
+
+    async def find(self, ex: Execution) -> Lookup:
+        found = await ex.client.list_cards(reference_id=ex.step_key("create"))
+        if not found.items:
+            return Lookup.absent()
+        card = found.items[0]
+        outcome = Outcome(amount=self.value, transaction_id=card.id, new_card=(card.id, card.label or self.label))
+        return Lookup("done", outcome, {"card": card})
+
+    async def send(self, ex: Execution, found: Lookup | None) -> Outcome:
+        reference = ex.step_key("create")
+        card: Card | None = found.facts.get("card") if found is not None else None
+        created_now = card is None
+        if card is None:
+            default_bin, default_holder = await ex.deps.card_product()
+            bin_id = ex.policy.bin_id or default_bin
+            holder = ex.policy.cardholder_id or default_holder
+            if not bin_id or not holder:
+                raise Refusal.one(
+                    "upstream_error",
+                    "no card product configured: an operator must set INTERLACE_BIN_ID and INTERLACE_CARDHOLDER_ID "
+                    "(interlace-mcp doctor lists them)",
+                )
+            card = await ex.client.create_prepaid_card(
+                bin_id=bin_id,
+                cardholder_id=holder,
+                reference_id=reference,
+                amount=self.value,
+                label=self.label,
+                idempotency_key=reference,
+            )
+        ex.moved = True
+        warnings: list[str] = []
+        limit = ex.policy.card_spend_limit
+        velocity_set = False
+        if limit is not None:
+            try:
+                card = await ex.client.set_velocity_control(
+                    card.id, limit_type=limit.window, amount=limit.amount, idempotency_key=ex.step_key("velocity")
+                )
+                velocity_set = True
+            except InterlaceError as exc:
+                # The money already moved: report, don't fail. The prepaid balance still bounds spending.
+                logger.warning("velocity control on card %s not set: %s", card.id, exc)
+                warnings.append(
+                    f"card spend limit ({limit.window} {format_amount(limit.amount)}) not set at Interlace:"
+                    f" {exc.message}"
+                )
+        ex.deps.cards.put(card)
+        issued: CardResult | None
+        if created_now:
+            # No read needed: Interlace just answered with the card (and its velocity), and a card created in
+            # this call holds exactly its initial load -- nobody else has its number yet, fees are taken from
+            # the Infinity account, and our own velocity call moves no money.
+            issued = card_result(card, sandbox=ex.deps.sandbox, balance=format_amount(self.value))
+        else:  # created by an earlier attempt: anything may have happened to it since, so read it
+            issued = await card_after_movement(
+                ex.client, ex.deps.cards, card.id, None, warnings, sandbox=ex.deps.sandbox
+            )
+        return Outcome(
+            amount=self.value,
+            transaction_id=card.id,
+            card=issued,
+            message=f"issued card ending {card.card_last_four} with {format_amount(self.value)} {self.currency}",
+            warnings=warnings,
+            new_card=(card.id, self.label),
+            progress={"card_id": card.id, "velocity_set": velocity_set},
+        )
+
+
+@dataclass
+class CardTransfer(Operation):
+    """Money onto a card from the Infinity account (``in``: top-up, spend) or back off it (``out``: withdraw)."""
+
+    SPECS: ClassVar[dict[str, OperationSpec]] = {
+        "in": OperationSpec("top_up_card", steps=("transfer",)),
+        "out": OperationSpec("withdraw_from_card", steps=("transfer",), spends=False, needs_consent=False),
+    }
+
+    direction: Literal["in", "out"]
+    card_id: str | None
+    value: Decimal
+    request_id: str
+    currency: str = "USD"
+    #: The agent's card record (label, who froze it) for the result; not part of the request.
+    record: CardRecord | None = field(default=None, compare=False)
+
+    @property
+    def spec(self) -> OperationSpec:
+        return self.SPECS[self.direction]
+
+    @property
+    def amount(self) -> Decimal:
+        return self.value
+
+    @property
+    def card(self) -> str:
+        assert self.card_id is not None
+        return self.card_id
+
+    def arguments(self) -> dict[str, Any]:
+        if self.direction == "in":
+            return {"card_id": self.card_id, "amount": format_amount(self.value), "currency": self.currency}
+        return {"card_id": self.card_id, "amount": format_amount(self.value)}
+
+    def summary(self) -> str:
+        if self.direction == "in":
+            return f"load {format_amount(self.value)} {self.currency} onto card {self.card_id}"
+        return f"unload {format_amount(self.value)} {self.currency} from card {self.card_id}"
+
+    @classmethod
+    def from_record(cls, record: RequestRecord) -> Self:
+        direction: Literal["in", "out"] = "in" if record.key.tool == cls.SPECS["in"].name else "out"
+        args = record.args
+        value = Decimal(str(args["amount"])) if "amount" in args else record.amount
+        card_id = args.get("card_id") or record.card_id
+        return cls(direction, card_id, value, record.key.request_id, record.currency)
+
+    def expected(self, record: RequestRecord) -> list[Expected]:
+        amount = Decimal(str((record.result or {}).get("amount") or "0"))
+        return [Expected(record.keys["transfer"], amount, card_id=self.card_id)]
+
+    async def find(self, ex: Execution) -> Lookup:
+        txn_id = await _card_transaction(ex, self.card, ex.step_key("transfer"))
+        if txn_id is None:
+            return Lookup.absent()
+        return Lookup("done", Outcome(amount=self.value, transaction_id=txn_id), {"transaction_id": txn_id})
+
+    async def send(self, ex: Execution, found: Lookup | None) -> Outcome:
+        key = ex.step_key("transfer")
+        txn_id: str | None = found.facts.get("transaction_id") if found is not None else None
+        if txn_id is None:
+            move = ex.client.transfer_in if self.direction == "in" else ex.client.transfer_out
+            txn = await move(card_id=self.card, amount=self.value, client_transaction_id=key, idempotency_key=key)
+            txn_id = txn.id
+        ex.moved = True
+        warnings: list[str] = []
+        card = await card_after_movement(
+            ex.client,
+            ex.deps.cards,
+            self.card,
+            self.record,
+            warnings,
+            sandbox=ex.deps.sandbox,
+            loaded=self.direction == "in",
+        )
+        amount = f"{format_amount(self.value)} {self.currency}"
+        if self.direction == "in":
+            message = f"loaded {amount} onto card ending {_last_four(card)}"
+        else:
+            message = f"unloaded {amount} from card ending {_last_four(card)} to Infinity"
+        return Outcome(amount=self.value, transaction_id=txn_id, card=card, message=message, warnings=warnings)
+
+
+@dataclass
+class CloseCard(Operation):
+    """Unload the card's whole balance to the Infinity account (amount fixed before the first send), then delete it."""
+
+    SPEC: ClassVar[OperationSpec] = OperationSpec(
+        "close_card", steps=("unload", "delete"), spends=False, needs_consent=False
+    )
+
+    card_id: str | None
+    request_id: str
+    currency: str = "USD"
+    record: CardRecord | None = field(default=None, compare=False)
+    #: The card as read by :meth:`plan` (for the result).
+    _card: Card | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def spec(self) -> OperationSpec:
+        return self.SPEC
+
+    @property
+    def amount(self) -> None:
+        return None
+
+    @property
+    def card(self) -> str:
+        assert self.card_id is not None
+        return self.card_id
+
+    def arguments(self) -> dict[str, Any]:
+        return {"card_id": self.card_id}
+
+    def summary(self) -> str:
+        return f"close card {self.card_id} and return its balance"
+
+    @classmethod
+    def from_record(cls, record: RequestRecord) -> Self:
+        return cls(record.args.get("card_id") or record.card_id, record.key.request_id, record.currency)
+
+    def expected(self, record: RequestRecord) -> list[Expected]:
+        if not record.progress.get("unload_txn"):
+            return []
+        amount = Decimal(str((record.result or {}).get("amount") or "0"))
+        return [Expected(record.keys["unload"], amount, card_id=self.card_id)]
+
+    async def plan(self, deps: Deps) -> dict[str, Any]:
+        """Fix the unload before the first send, so every retry unloads the same amount with the same key."""
+        card, summary = await fetch_card(deps.client, self.card, deps.cards)  # gone already: not found
+        self._card = card
+        return {"unload": format_amount(summary.balance.available)}
+
+    async def find(self, ex: Execution) -> Lookup:
+        unload = Decimal(str(ex.progress.get("unload", "0")))
+        try:
+            card = await ex.client.get_card(self.card)
+        except NotFoundError:
+            outcome = Outcome(
+                amount=unload,
+                transaction_id=ex.progress.get("unload_txn"),
+                deleted_card=self.card,
+                progress={**ex.progress, "deleted": True},
+            )
+            return Lookup("done", outcome)
+        if unload > 0:
+            txn_id = await _card_transaction(ex, self.card, ex.step_key("unload"))
+            if txn_id is not None:
+                return Lookup("partial", None, {"card": card, "unload_txn": txn_id})
+        return Lookup("absent", None, {"card": card})
+
+    async def send(self, ex: Execution, found: Lookup | None) -> Outcome:
+        if found is not None and found.state == "done" and found.outcome is not None:
+            ex.moved = True
+            return found.outcome
+        progress = ex.progress
+        card = found.facts.get("card") if found is not None else self._card
+        if "unload" not in progress:  # a request reserved before its amount was fixed
+            card, summary = await fetch_card(ex.client, self.card, ex.deps.cards)
+            progress["unload"] = format_amount(summary.balance.available)
+        unload = Decimal(str(progress["unload"]))
+        txn_id: str | None = found.facts.get("unload_txn") if found is not None else None
+        if unload > 0 and txn_id is None:
+            key = ex.step_key("unload")
+            txn = await ex.client.transfer_out(
+                card_id=self.card, amount=unload, client_transaction_id=key, idempotency_key=key
+            )
+            txn_id = txn.id
+        ex.moved = ex.moved or txn_id is not None
+        try:
+            await ex.client.delete_card(self.card)
+        except NotFoundError:
+            pass  # a delete of a deleted card counts as done
+        ex.moved = True
+        ex.deps.cards.forget(self.card)
+        closed = (
+            card_result(card, sandbox=ex.deps.sandbox, record=self.record, status="DELETED", balance="0.00")
+            if card is not None
+            else None
+        )
+        return Outcome(
+            amount=unload,
+            transaction_id=txn_id,
+            card=closed,
+            message=f"card closed; {format_amount(unload)} USD returned to the Infinity account",
+            deleted_card=self.card,
+            progress={**progress, "unload_txn": txn_id, "deleted": True},
+        )
