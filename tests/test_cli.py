@@ -131,3 +131,13 @@ async def test_spend_reports_each_window_as_a_table_and_as_json(
     assert await anyio.to_thread.run_sync(main, ["spend", "--agent", "default"]) == 0
     table = capsys.readouterr().out
     assert "agent default" in table and "42.50" in table
+
+
+def test_serve_workers_refuses_the_embedded_sandbox_and_a_bad_count(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--workers N needs an upstream the processes can share (not the in-process emulator) and N >= 1."""
+    assert main(["serve", "--transport", "http", "--workers", "2"]) == 2
+    assert "--workers needs a shared upstream" in capsys.readouterr().err
+    assert main(["serve", "--transport", "http", "--workers", "0"]) == 2
+    assert "--workers must be 1 or more" in capsys.readouterr().err

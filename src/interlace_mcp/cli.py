@@ -68,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--auth", choices=["token", "jwt", "none"], default=None)
     serve.add_argument("--read-only", action="store_true", default=None, help="register only read-only tools")
     serve.add_argument("--toolsets", default=None, help="comma list of toolsets: cards,transfers,account,spend")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="HTTP/SSE: N server processes sharing the port and the database (limits hold across them)",
+    )
 
     sandbox = sub.add_parser("sandbox", help="run the Interlace emulator alone on a port")
     sandbox.add_argument("--host", default="127.0.0.1")
@@ -147,13 +154,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Settings given as flags (they win over env and .env)."""
     overrides: dict[str, Any] = {}
     if getattr(args, "read_only", None):
         overrides["read_only"] = True
     if getattr(args, "toolsets", None):
         overrides["toolsets"] = args.toolsets
-    return Settings(**overrides)
+    return overrides
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings(**_overrides(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -208,6 +220,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.transport != "stdio":
         return _serve_http(args, settings)
+    if args.workers != 1:
+        print(
+            "interlace-mcp: --workers is for --transport http or sse (stdio is one process per client)", file=sys.stderr
+        )
+        return 2
     server = build_server(settings)
     upstream = server.interlace_runtime.upstream  # type: ignore[attr-defined]
     if upstream.embedded:
@@ -222,22 +239,54 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def _serve_http(args: argparse.Namespace, settings: Settings) -> int:
 
-    from interlace_mcp.server import build_http_app
+    from interlace_mcp.server import WorkerOptions, build_http_app
 
     auth: AuthMode = args.auth or "token"
+    if args.workers < 1:
+        print("interlace-mcp: --workers must be 1 or more", file=sys.stderr)
+        return 2
+    # Built here even with workers: a bad setting or policy stops startup once, with its message.
     app = build_http_app(settings, transport=args.transport, auth=auth, host=args.host)
     runtime = app.state.interlace_runtime
+    if args.workers > 1 and runtime.upstream.embedded:
+        runtime.close()
+        print(
+            "interlace-mcp: --workers needs a shared upstream: the embedded sandbox lives inside one process."
+            " Run `interlace-mcp sandbox` and point INTERLACE_BASE_URL (with the sandbox credentials) at it",
+            file=sys.stderr,
+        )
+        return 2
     path = "/mcp" if args.transport == "http" else "/sse"
     print(
         f"interlace-mcp: {args.transport} transport on http://{args.host}:{args.port}{path} (auth: {auth})"
-        + ("; embedded sandbox: no real money" if runtime.upstream.embedded else ""),
+        + ("; embedded sandbox: no real money" if runtime.upstream.embedded else "")
+        + (f"; {args.workers} worker processes (dashboard: run interlace-mcp dashboard)" if args.workers > 1 else ""),
         file=sys.stderr,
     )
-    return _run_http(app, args.host, args.port, settings, grace_seconds=30)
+    if args.workers == 1:
+        return _run_http(app, args.host, args.port, settings, grace_seconds=30)
+    runtime.close()  # each worker opens its own runtime on the same database
+    options = WorkerOptions(transport=args.transport, auth=auth, host=args.host, overrides=_overrides(args))
+    return _run_http(
+        options.export(), args.host, args.port, settings, grace_seconds=30, workers=args.workers, factory=True
+    )
 
 
-def _run_http(app: Any, host: str, port: int, settings: Settings, *, grace_seconds: int) -> int:
-    """Serve an ASGI app with uvicorn; on SIGTERM/SIGINT it stops accepting and lets in-flight calls finish."""
+def _run_http(
+    app: Any,
+    host: str,
+    port: int,
+    settings: Settings,
+    *,
+    grace_seconds: int,
+    workers: int = 1,
+    factory: bool = False,
+) -> int:
+    """Serve an ASGI app with uvicorn; on SIGTERM/SIGINT it stops accepting and lets in-flight calls finish.
+
+    With ``workers`` > 1, ``app`` is the import path of an app factory: uvicorn binds the port once and
+    starts that many processes, each building its own app (and runtime) on the shared socket.
+    """
     import uvicorn
 
     config = uvicorn.Config(
@@ -248,8 +297,16 @@ def _run_http(app: Any, host: str, port: int, settings: Settings, *, grace_secon
         log_config=None,
         timeout_graceful_shutdown=grace_seconds,
         proxy_headers=False,
+        workers=workers,
+        factory=factory,
     )
-    uvicorn.Server(config).run()
+    if workers == 1:
+        uvicorn.Server(config).run()
+        return 0
+    from uvicorn.supervisors import Multiprocess
+
+    sock = config.bind_socket()
+    Multiprocess(config, sockets=[sock]).run()
     return 0
 
 

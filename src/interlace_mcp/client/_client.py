@@ -80,6 +80,8 @@ _BASE_DELAY = 0.5
 # A Retry-After beyond this is not honoured literally; the capped backoff is used instead.
 _MAX_RETRY_AFTER = 60.0
 _DEFAULT_TOKEN_LIFETIME = 86400
+#: Connections to Interlace, at once and kept open between calls.
+_MAX_CONNECTIONS = 128
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -131,6 +133,9 @@ class InterlaceClient:
             base_url=base,
             transport=transport,
             timeout=httpx.Timeout(timeout),
+            # Keep every connection concurrent calls opened: with httpx's default of 20 kept alive, 50 agents
+            # (each read pairs two requests) closed and re-opened connections on most calls.
+            limits=httpx.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=_MAX_CONNECTIONS),
             headers={"accept": "application/json", "user-agent": f"interlace-mcp/{__version__}"},
             follow_redirects=False,
         )

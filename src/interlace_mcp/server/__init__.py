@@ -13,9 +13,11 @@ if TYPE_CHECKING:
         AgentTokenVerifier,
         AuthMode,
         JwtVerifier,
+        WorkerOptions,
         build_http_app,
         is_loopback,
         transport_security,
+        worker_app,
     )
     from interlace_mcp.server._webhooks import sign_resource
 
@@ -24,16 +26,27 @@ __all__ = [
     "AgentTokenVerifier",
     "AuthMode",
     "JwtVerifier",
+    "WorkerOptions",
     "build_http_app",
     "build_server",
     "is_loopback",
     "runtime_of_server",
     "sign_resource",
     "transport_security",
+    "worker_app",
 ]
 
 _HTTP = frozenset(
-    {"AgentTokenVerifier", "AuthMode", "JwtVerifier", "build_http_app", "is_loopback", "transport_security"}
+    {
+        "AgentTokenVerifier",
+        "AuthMode",
+        "JwtVerifier",
+        "WorkerOptions",
+        "build_http_app",
+        "is_loopback",
+        "transport_security",
+        "worker_app",
+    }
 )
 
 

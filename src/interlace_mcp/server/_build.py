@@ -11,11 +11,12 @@ import httpx
 from mcp.server import MCPServer
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
+from mcp.server.request_state import RequestStateSecurity
 from starlette.applications import Starlette
 
 from interlace_mcp import __version__
 from interlace_mcp.app import Runtime, build_runtime, open_runtime
-from interlace_mcp.config import Settings
+from interlace_mcp.config import ConfigError, Settings
 from interlace_mcp.policy import Ledger
 from interlace_mcp.tools import build_tool, select_tools, validation_errors
 
@@ -86,9 +87,23 @@ def build_server(
         middleware=[validation_errors],
         token_verifier=token_verifier,
         auth=auth,
+        request_state_security=_request_state_security(settings),
     )
     server.interlace_runtime = runtime  # type: ignore[attr-defined]  # for tests and the HTTP app
     return server
+
+
+def _request_state_security(settings: Settings) -> RequestStateSecurity | None:
+    """A shared key for the SDK's request state (several instances or workers), else the SDK's per-process key."""
+    if settings.request_state_key is None:
+        return None
+    key = settings.request_state_key.get_secret_value()
+    if len(key.encode("utf-8")) < 32:
+        raise ConfigError(
+            "INTERLACE_REQUEST_STATE_KEY must be at least 32 characters of secret randomness"
+            " (e.g. python -c 'import secrets; print(secrets.token_hex(32))')"
+        )
+    return RequestStateSecurity(keys=[key])
 
 
 def runtime_of_server(server: MCPServer[Any]) -> Runtime:

@@ -16,11 +16,15 @@ own operator sign-in (never an agent's bearer token).
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +41,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from interlace_mcp import __version__
+from interlace_mcp._logging import configure_logging
 from interlace_mcp.app import Runtime, build_runtime, open_runtime
 from interlace_mcp.config import ConfigError, Settings
 from interlace_mcp.dashboard import Dashboard
@@ -44,7 +49,16 @@ from interlace_mcp.policy import token_digest, tokens
 from interlace_mcp.server._build import build_server
 from interlace_mcp.server._webhooks import webhook_handler
 
-__all__ = ["AgentTokenVerifier", "AuthMode", "JwtVerifier", "build_http_app", "is_loopback", "transport_security"]
+__all__ = [
+    "AgentTokenVerifier",
+    "AuthMode",
+    "JwtVerifier",
+    "WorkerOptions",
+    "build_http_app",
+    "is_loopback",
+    "transport_security",
+    "worker_app",
+]
 
 logger = logging.getLogger("interlace_mcp.server")
 
@@ -178,6 +192,7 @@ def build_http_app(
     sandbox_app: Starlette | None = None,
     upstream_transport: httpx.AsyncBaseTransport | None = None,
     backoff: bool = True,
+    with_dashboard: bool = True,
 ) -> Starlette:
     """The ASGI app for ``serve --transport http|sse``; its lifespan opens the Interlace client once."""
     if auth == "none" and not is_loopback(host):
@@ -191,9 +206,10 @@ def build_http_app(
     _add_health(server, runtime)
     # Not behind bearer auth: Interlace signs each notification (HMAC) instead.
     server.custom_route("/webhooks/interlace", methods=["POST"])(webhook_handler(runtime))
-    # Not behind bearer auth either: operators sign in with their own tokens (sessions + CSRF).
-    dashboard = Dashboard(runtime, security=security)
-    for path, methods, endpoint in dashboard.routes():
+    # Not behind bearer auth either: operators sign in with their own tokens (sessions + CSRF). Its sessions
+    # live in one process, so `serve --workers N` leaves it to `interlace-mcp dashboard`.
+    dashboard = Dashboard(runtime, security=security) if with_dashboard else None
+    for path, methods, endpoint in dashboard.routes() if dashboard is not None else []:
         server.custom_route(path, methods=methods)(endpoint)
     if transport == "http":
         app = server.streamable_http_app(transport_security=security)
@@ -225,3 +241,40 @@ def _add_health(server: MCPServer[Runtime], runtime: Runtime) -> None:
 
     # Custom routes are never authenticated: /healthz says only whether the upstream client is open.
     server.custom_route("/healthz", methods=["GET"])(healthz)
+
+
+#: How ``serve --workers N`` tells each worker process what to build (JSON, set by the parent).
+WORKER_OPTIONS_ENV = "INTERLACE_SERVE_WORKER_OPTIONS"
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """What every ``serve --workers N`` process builds: the same app as a single process would serve."""
+
+    transport: Literal["http", "sse"]
+    auth: AuthMode
+    host: str
+    #: Settings given as flags (they win over env and .env).
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def export(self) -> str:
+        """Hand the options to the workers through the environment; returns the app factory's import path.
+
+        The workers share one key for the SDK's request state (unless INTERLACE_REQUEST_STATE_KEY names
+        one), so the second round of a 2026-07-28 call may be answered by any of them.
+        """
+        os.environ[WORKER_OPTIONS_ENV] = json.dumps(asdict(self))
+        if not os.environ.get("INTERLACE_REQUEST_STATE_KEY"):
+            os.environ["INTERLACE_REQUEST_STATE_KEY"] = secrets.token_hex(32)
+        return "interlace_mcp.server:worker_app"
+
+
+def worker_app() -> Starlette:
+    """The app factory uvicorn calls in each ``serve --workers N`` process: its own runtime, same database."""
+    options = WorkerOptions(**json.loads(os.environ[WORKER_OPTIONS_ENV]))
+    settings = Settings(**options.overrides)
+    secret = settings.client_secret.get_secret_value() if settings.client_secret else ""
+    configure_logging(settings.log_level, settings.log_format, secrets=[secret])
+    return build_http_app(
+        settings, transport=options.transport, auth=options.auth, host=options.host, with_dashboard=False
+    )
