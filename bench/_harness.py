@@ -242,11 +242,14 @@ def server(
     env: dict[str, str] | None = None,
     wrap: Sequence[str] = (),
     log: Path | None = None,
+    args: Sequence[str] = (),
+    source: Path | None = None,
 ) -> Iterator[Server]:
     """Start the HTTP server against ``upstream`` (the emulator); tokens must already be minted.
 
     ``wrap`` prefixes the command (a profiler, e.g. ``py-spy record -o X --``); ``log`` receives its
-    stderr (default: ``state_dir/server.log``).
+    stderr (default: ``state_dir/server.log``); ``args`` are added to ``serve`` (e.g. ``--workers 2``);
+    ``source``: run another checkout's ``src/`` (e.g. a baseline commit) with this interpreter.
     """
     state_dir.mkdir(parents=True, exist_ok=True)
     policy_file = state_dir / "policy.toml"
@@ -264,8 +267,11 @@ def server(
     }
     log_path = log or state_dir / "server.log"
     with open(log_path, "w", encoding="utf-8") as log_file:
+        command = [PYTHON, "-m", "interlace_mcp"] if source is not None else CLI
+        if source is not None:
+            settings["PYTHONPATH"] = str(source)
         proc = subprocess.Popen(
-            [*wrap, *CLI, "serve", "--transport", "http", "--port", str(port)],
+            [*wrap, *command, "serve", "--transport", "http", "--port", str(port), *args],
             env=clean_env(**settings),
             cwd=state_dir,  # no .env from the repository
             stdout=subprocess.DEVNULL,
@@ -427,6 +433,47 @@ def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14 and 15 of the full line)
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every live descendant (``serve --workers N``: the supervisor and its workers)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    tree, frontier = [pid], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        tree += children
+        frontier = children
+    return tree
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its live descendants."""
+    total = 0.0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(member)
+    return total
+
+
+@contextlib.contextmanager
+def bare_http_server_process() -> Iterator[tuple[str, int]]:
+    """``bench/bare_server.py --http PORT``: its base URL and process id."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [PYTHON, str(BENCH / "bare_server.py"), "--http", str(port)],
+        env=clean_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/mcp", proc, expect=None)  # any answer: it is up
+        yield base, proc.pid
+    finally:
+        stop(proc)
 
 
 @contextlib.contextmanager

@@ -101,7 +101,7 @@ async def drive(args: argparse.Namespace, out: Path) -> dict[str, Any]:
                 await ready.wait()
                 spy = subprocess.Popen(
                     [py_spy(), "record", "--pid", str(srv.pid), "--output", str(out), "--format", "raw",
-                     "--rate", str(args.rate), "--threads", "--idle"],
+                     "--rate", str(args.rate), "--threads", *([] if args.cpu else ["--idle"])],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
                 )  # fmt: skip
@@ -188,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agents", type=int, default=1, help="concurrent agents")
     parser.add_argument("--rate", type=int, default=250, help="samples per second")
     parser.add_argument("--top", type=int, default=25, help="rows in the frame tables")
+    parser.add_argument("--cpu", action="store_true", help="sample on-CPU only (default: wall-clock, idle included)")
     parser.add_argument("--json", type=Path, help="results (default bench/results/profile_money.json)")
     args = parser.parse_args(argv)
     target = args.json or h.RESULTS / "profile_money.json"

@@ -43,8 +43,11 @@ from typing import Any
 import _harness as h
 import anyio
 
-TARGET_CALLS_PER_SECOND = 300.0
 TARGET_AGENTS = 50
+#: Issue 14: money calls/s with 50 agents >= half the bare-SDK no-op server's, in the same run (one worker).
+TARGET_RATIO = 0.5
+#: Issue 14: server CPU per money call at 50 agents.
+TARGET_CPU_MS = 2.5
 
 
 # ---- load generator (runs in worker processes) -----------------------------------------------------
@@ -64,6 +67,8 @@ async def _agent_loop(
                 break
             if workload == "money":
                 tool, args = "top_up_card", {"card_id": card_id, "amount": "0.01", "request_id": str(uuid.uuid4())}
+            elif workload == "noop":
+                tool, args = "add", {"a": 1, "b": 2}  # the bare SDK server's one tool
             else:
                 tool, args = "get_card", {"card_id": card_id}
             try:
@@ -116,7 +121,8 @@ async def _issue_cards(server_url: str, tokens: dict[str, str]) -> dict[str, str
 
 
 def run_level(
-    srv: h.Server,
+    url: str,
+    pid: int,
     upstream: h.Emulator,
     tokens: dict[str, str],
     cards: dict[str, str],
@@ -127,18 +133,19 @@ def run_level(
     warmup: float,
     duration: float,
 ) -> dict[str, Any]:
+    """One concurrency level of one workload against the server at ``url`` (process ``pid`` and its children)."""
     agents = [(tokens[a], cards[a]) for a in list(tokens)[:n_agents]]
     n_procs = max(1, min(procs, n_agents))
     slices = [agents[i::n_procs] for i in range(n_procs)]
     start_at = time.time() + 1.0 + 0.02 * n_agents  # time for every worker to connect its clients
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(n_procs) as pool:
-        pending = [pool.apply_async(_worker, (srv.url, part, workload, start_at, warmup, duration)) for part in slices]
-        # Server and emulator CPU over the measured window only (sampled at its edges).
+        pending = [pool.apply_async(_worker, (url, part, workload, start_at, warmup, duration)) for part in slices]
+        # Server (all its processes) and emulator CPU over the measured window only (sampled at its edges).
         time.sleep(max(0.0, start_at + warmup - time.time()))
-        server_cpu0, emulator_cpu0 = h.cpu_seconds(srv.pid), h.cpu_seconds(upstream.pid)
+        server_cpu0, emulator_cpu0 = h.tree_cpu_seconds(pid), h.cpu_seconds(upstream.pid)
         time.sleep(duration)
-        server_cpu1, emulator_cpu1 = h.cpu_seconds(srv.pid), h.cpu_seconds(upstream.pid)
+        server_cpu1, emulator_cpu1 = h.tree_cpu_seconds(pid), h.cpu_seconds(upstream.pid)
         outputs = [p.get(timeout=duration + warmup + 120) for p in pending]
     errors = [e for o in outputs for e in o["errors"]]
     if errors:
@@ -172,18 +179,27 @@ def _database(backend: str, tmp: Path, pg_url: str | None) -> Iterator[str]:
             yield url
 
 
-def run_backend(backend: str, args: argparse.Namespace, levels: list[int], workloads: list[str]) -> dict[str, Any]:
+def run_backend(
+    backend: str, args: argparse.Namespace, levels: list[int], workloads: list[str], label: str, source: Path | None
+) -> dict[str, Any]:
+    serve_args = ["--workers", str(args.workers)] if args.workers > 1 else []
     with h.temp_dir(f"bench-throughput-{backend}-") as tmp, _database(backend, Path(tmp), args.pg) as db_url:
         agents = [f"agent-{i:02d}" for i in range(max(levels))]
         tokens = h.mint_tokens(db_url, agents)
-        with h.emulator() as upstream, h.server(upstream, Path(tmp) / "state", database_url=db_url) as srv:
+        with (
+            h.emulator() as upstream,
+            h.server(upstream, Path(tmp) / "state", database_url=db_url, args=serve_args, source=source) as srv,
+        ):
             cards = anyio.run(_issue_cards, srv.url, tokens)
             rows = []
             for workload in workloads:
+                if workload == "noop":
+                    continue  # the bare SDK server's own row, measured once per run (run_noop)
                 for n in levels:
-                    print(f"  {backend}: {workload}, {n} agent(s) ...", end=" ", flush=True)
+                    print(f"  {label} {backend}: {workload}, {n} agent(s) ...", end=" ", flush=True)
                     row = run_level(
-                        srv,
+                        srv.url,
+                        srv.pid,
                         upstream,
                         tokens,
                         cards,
@@ -195,16 +211,61 @@ def run_backend(backend: str, args: argparse.Namespace, levels: list[int], workl
                     )
                     print(f"{row['calls_per_second']:.1f} calls/s")
                     rows.append(row)
-    return {"backend": backend, "rows": rows}
+    return {"backend": backend, "label": label, "workers": args.workers, "rows": rows}
+
+
+def run_noop(args: argparse.Namespace, levels: list[int]) -> dict[str, Any]:
+    """The bare-SDK floor in the same run: an official MCPServer with one trivial tool, same clients, same load."""
+    tokens = {f"agent-{i:02d}": "unused" for i in range(max(levels))}
+    cards = dict.fromkeys(tokens, "")
+    rows = []
+    with h.emulator() as upstream, h.bare_http_server_process() as (url, pid):
+        for n in levels:
+            print(f"  bare SDK no-op: {n} agent(s) ...", end=" ", flush=True)
+            row = run_level(
+                url,
+                pid,
+                upstream,
+                tokens,
+                cards,
+                n,
+                "noop",
+                procs=args.procs,
+                warmup=args.warmup,
+                duration=args.duration,
+            )
+            print(f"{row['calls_per_second']:.1f} calls/s")
+            rows.append(row)
+    return {"backend": "none", "label": "bare SDK", "workers": 1, "rows": rows}
+
+
+def _row(backends: list[dict[str, Any]], label: str, workload: str, agents: int) -> dict[str, Any] | None:
+    return next(
+        (
+            r
+            for b in backends
+            if b["label"] == label and b["backend"] in ("sqlite", "none")
+            for r in b["rows"]
+            if r["agents"] == agents and r["workload"] == workload
+        ),
+        None,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--agents", default="1,10,50", help="comma list of concurrency levels")
-    parser.add_argument("--workloads", default="money,read", help="comma list: money, read")
+    parser.add_argument("--workloads", default="noop,money,read", help="comma list: noop, money, read")
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per level")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds per level first")
     parser.add_argument("--procs", type=int, default=1, help="load-generator worker processes")
+    parser.add_argument("--workers", type=int, default=1, help="serve --workers N (also measured with 1 when > 1)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="SRC",
+        help="also measure another checkout's src/ (e.g. a baseline commit, git archive'd) in the same run",
+    )
     pg = parser.add_mutually_exclusive_group()
     pg.add_argument("--pg", metavar="URL", help="also run on PostgreSQL at URL (a fresh schema is used)")
     pg.add_argument("--no-pg", action="store_true", help=f"never try PostgreSQL (default: try {h.DEFAULT_PG_URL})")
@@ -212,13 +273,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     levels = sorted({int(x) for x in args.agents.split(",") if x.strip()})
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
-    if not set(workloads) <= {"money", "read"}:
-        parser.error("--workloads: money and/or read")
+    if not set(workloads) <= {"noop", "money", "read"}:
+        parser.error("--workloads: noop, money and/or read")
 
     backends: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
+    if "noop" in workloads:
+        print("bare SDK (the floor, same clients and load):")
+        backends.append(run_noop(args, levels))
+    workers = args.workers
+    args.workers = 1
+    if args.baseline is not None:
+        print(f"baseline ({args.baseline}), sqlite:")
+        backends.append(run_backend("sqlite", args, levels, workloads, "baseline", args.baseline))
     print("sqlite:")
-    backends.append(run_backend("sqlite", args, levels, workloads))
+    backends.append(run_backend("sqlite", args, levels, workloads, "this", None))
+    if workers > 1:
+        args.workers = workers
+        print(f"sqlite, serve --workers {workers}:")
+        backends.append(run_backend("sqlite", args, levels, workloads, f"this --workers {workers}", None))
+        args.workers = 1
     if not args.no_pg:
         explicit = args.pg is not None
         args.pg = args.pg or h.DEFAULT_PG_URL
@@ -230,57 +304,71 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print("postgresql:")
             try:
-                backends.append(run_backend("postgresql", args, levels, workloads))
+                backends.append(run_backend("postgresql", args, levels, workloads, "this", None))
             except Exception as exc:  # e.g. this build does not support INTERLACE_DATABASE_URL=postgresql:// yet
                 if explicit:
                     raise
                 skipped["postgresql"] = f"{type(exc).__name__}: {exc}"[:500]
                 print(f"  skipped: {skipped['postgresql']}")
 
-    target_row = next(
-        (
-            r
-            for b in backends
-            if b["backend"] == "sqlite"
-            for r in b["rows"]
-            if r["agents"] == TARGET_AGENTS and r["workload"] == "money"
-        ),
-        None,
-    )
-    met = target_row is not None and target_row["calls_per_second"] >= TARGET_CALLS_PER_SECOND
-
     print(f"\ntool calls per second over streamable HTTP, closed loop, {args.duration:g} s per level")
     print(
-        f"{'backend':<11} {'workload':<8} {'agents':>6} {'calls/s':>8} {'median ms':>10} {'p99 ms':>8}"
+        f"{'server':<22} {'backend':<10} {'workload':<8} {'agents':>6} {'calls/s':>8} {'median ms':>10} {'p99 ms':>8}"
         f" {'server CPU':>10} {'CPU ms/call':>11} {'emulator CPU':>12}"
     )
     for b in backends:
         for r in b["rows"]:
             print(
-                f"{b['backend']:<11} {r['workload']:<8} {r['agents']:>6} {r['calls_per_second']:>8.1f}"
+                f"{b['label']:<22} {b['backend']:<10} {r['workload']:<8} {r['agents']:>6} {r['calls_per_second']:>8.1f}"
                 f" {r['latency_median_ms'] or 0:>10.1f} {r['latency_p99_ms'] or 0:>8.1f}"
                 f" {r['server_cpu_percent']:>9.0f}% {r['server_cpu_ms_per_call'] or 0:>11.2f}"
                 f" {r['emulator_cpu_percent']:>11.0f}%"
             )
     for name, reason in skipped.items():
         print(f"{name}: skipped ({reason})")
-    if target_row is None:
-        print(f"target: >= {TARGET_CALLS_PER_SECOND:.0f} calls/s with {TARGET_AGENTS} agents on SQLite -> not measured")
-    else:
-        print(
-            f"target: >= {TARGET_CALLS_PER_SECOND:.0f} calls/s with {TARGET_AGENTS} agents on SQLite (money)"
-            f" -> {h.verdict(met)} ({target_row['calls_per_second']:.1f} calls/s)"
-        )
+
+    floor = _row(backends, "bare SDK", "noop", TARGET_AGENTS)
+    money = _row(backends, "this", "money", TARGET_AGENTS)
+    ratio = round(money["calls_per_second"] / floor["calls_per_second"], 3) if money and floor else None
+    cpu = money["server_cpu_ms_per_call"] if money else None
+    targets = {
+        "money_vs_noop_ratio": {
+            "measured": ratio,
+            "target": TARGET_RATIO,
+            "met": ratio is not None and ratio >= TARGET_RATIO,
+        },
+        "server_cpu_ms_per_money_call": {
+            "measured": cpu,
+            "target": TARGET_CPU_MS,
+            "met": cpu is not None and cpu <= TARGET_CPU_MS,
+        },
+    }
+    if workers > 1:
+        more = _row(backends, f"this --workers {workers}", "money", TARGET_AGENTS)
+        higher = more is not None and money is not None and more["calls_per_second"] > money["calls_per_second"]
+        targets[f"money_with_{workers}_workers_higher"] = {
+            "measured": more["calls_per_second"] if more else None,
+            "target": money["calls_per_second"] if money else None,
+            "met": higher,
+        }
+    baseline = _row(backends, "baseline", "money", TARGET_AGENTS)
+    if baseline is not None and floor is not None:
+        targets["baseline_money_vs_noop_ratio"] = {
+            "measured": round(baseline["calls_per_second"] / floor["calls_per_second"], 3),
+            "target": TARGET_RATIO,
+            "met": baseline["calls_per_second"] / floor["calls_per_second"] >= TARGET_RATIO,
+        }
+    for name, t in targets.items():
+        print(f"target {name}: {t['measured']} vs {t['target']} -> {h.verdict(bool(t['met']))}")
     result = {
         "duration_seconds": args.duration,
         "warmup_seconds": args.warmup,
         "load_generator_processes": args.procs,
         "backends": backends,
         "skipped": skipped,
-        "target_calls_per_second": TARGET_CALLS_PER_SECOND,
         "target_agents": TARGET_AGENTS,
-        "target_calls_per_second_measured": target_row["calls_per_second"] if target_row else None,
-        "met": met,
+        "targets": targets,
+        "met": all(t["met"] for name, t in targets.items() if not name.startswith("baseline")),
     }
     print(f"wrote {h.write_json('throughput', result, args.json)}")
     return 0

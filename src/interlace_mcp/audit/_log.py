@@ -35,7 +35,6 @@ import contextlib
 import hmac
 import json
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -442,10 +441,15 @@ class AuditLog:
         # and a killed process cannot lose a completed rename. Only an OS crash could leave the anchor one
         # record behind -- which the next append and `audit verify` then report loudly, never hide.
         # (Syncing file and directory here cost ~1.8 ms on every tool call.)
-        fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
+        # A temp name per process and thread (every write of the anchor happens under the database's write
+        # lock, so nobody else writes this name meanwhile); 0600 like the database.
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
             os.replace(tmp, target)
         except BaseException:
             with contextlib.suppress(OSError):
