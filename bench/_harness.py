@@ -289,8 +289,22 @@ def sqlite_url(state_dir: Path) -> str:
     return f"sqlite:///{state_dir / 'interlace-mcp.sqlite3'}"
 
 
-def mint_tokens(database_url: str, agents: Sequence[str]) -> dict[str, str]:
-    """One bearer token per agent, stored as ``interlace-mcp agents token NAME`` stores it."""
+def mint_tokens(database_url: str, agents: Sequence[str], source: Path | None = None) -> dict[str, str]:
+    """One bearer token per agent, stored as ``interlace-mcp agents token NAME`` stores it.
+
+    ``source``: with another checkout's code (its ledger schema may be older than this one's).
+    """
+    if source is not None:
+        code = (
+            "import json, sys; from interlace_mcp.policy import Ledger, token_digest\n"
+            "tokens = json.loads(sys.argv[2]); ledger = Ledger.from_url(sys.argv[1])\n"
+            "[ledger.add_token(agent, token_digest(token)) for agent, token in tokens.items()]\n"
+            "ledger.close()\n"
+        )
+        tokens = {agent: "itl_agent_" + secrets.token_urlsafe(32) for agent in agents}
+        env = clean_env(PYTHONPATH=str(source))
+        subprocess.run([PYTHON, "-c", code, database_url, json.dumps(tokens)], env=env, check=True)
+        return tokens
     from interlace_mcp.policy import Ledger, token_digest
 
     ledger = Ledger.from_url(database_url)

@@ -6,9 +6,10 @@ interleaved call by call so drift hits every variant equally:
 
 * ``direct transfer-in``: ``POST /open-api/v3/cards/transfer-in`` with a fresh clientTransactionId and
   Idempotency-Key, made with httpx straight at the emulator (the baseline: the money movement itself);
-* ``direct tool upstream``: what ``top_up_card`` asks of the upstream -- that POST, then the card
-  (``GET /card-list?cardId=``) and its summary (``GET /cards/{id}/card-summary``) in parallel --
-  still with httpx, no MCP (splits the overhead into "more upstream calls" and "our own work");
+* ``direct tool upstream``: what ``top_up_card`` asks of the upstream -- that POST, then the card's
+  summary (``GET /cards/{id}/card-summary``: its balance and velocity; the rest of the card object is
+  known, and the accepted load proves it ACTIVE) -- still with httpx, no MCP (splits the overhead into
+  "more upstream calls" and "our own work");
 * ``mcp top_up_card``: the tool through the official MCP client over streamable HTTP with a bearer
   token (token check, rate limit, policy, atomic ledger reserve + commit, audit chain, the upstream
   calls above, result validation);
@@ -20,11 +21,14 @@ The policy file has no limits (``"none"``) and the rate limit is raised, so no c
 ledger is SQLite in a fresh state dir (production settings: WAL, ``synchronous=FULL``), so the
 disk's fsync latency is part of the money call; it is measured and reported next to the result.
 
-Target: the added overhead per money call (mcp top_up_card median - direct transfer-in median) <= 3 ms.
+Target (issue 14): the added overhead per money call (mcp top_up_card median - direct transfer-in median)
+<= the bare SDK's round trip (bare sdk add median, same run) + 1.5 ms.
 
 Usage::
 
-    .venv/bin/python bench/overhead.py [--calls 1000] [--warmup 50] [--json PATH]
+    .venv/bin/python bench/overhead.py [--calls 1000] [--warmup 50] [--source SRC] [--json PATH]
+
+``--source SRC`` serves another checkout's ``src/`` (e.g. a baseline commit) instead of this one.
 """
 
 from __future__ import annotations
@@ -39,15 +43,20 @@ from typing import Any
 import _harness as h
 import anyio
 
-TARGET_ADDED_MS = 3.0
+#: Issue 14: the added overhead may exceed the bare SDK's own round trip by at most this much.
+TARGET_BEYOND_SDK_MS = 1.5
 
 
-async def measure(calls: int, warmup: int) -> dict[str, Any]:
+async def measure(calls: int, warmup: int, source: Path | None = None) -> dict[str, Any]:
     with h.temp_dir("bench-overhead-") as tmp:
         state = Path(tmp) / "state"
-        tokens = h.mint_tokens(h.sqlite_url(state), ["bench-agent"])
+        tokens = h.mint_tokens(h.sqlite_url(state), ["bench-agent"], source)
         fsync = h.fsync_ms(Path(tmp))
-        with h.emulator() as upstream, h.server(upstream, state) as srv, h.bare_http_server() as bare_url:
+        with (
+            h.emulator() as upstream,
+            h.server(upstream, state, source=source) as srv,
+            h.bare_http_server() as bare_url,
+        ):
             async with (
                 h.mcp_client(srv.url, tokens["bench-agent"]) as mcp,
                 h.DirectUpstream(upstream.url) as direct,
@@ -62,9 +71,7 @@ async def measure(calls: int, warmup: int) -> dict[str, Any]:
 
                 async def direct_tool_upstream() -> None:
                     await direct.transfer_in(card_id)
-                    async with anyio.create_task_group() as tg:
-                        tg.start_soon(lambda: direct.get("/open-api/v3/card-list", cardId=card_id, limit=10))
-                        tg.start_soon(lambda: direct.get(f"/open-api/v3/cards/{card_id}/card-summary"))
+                    await direct.get(f"/open-api/v3/cards/{card_id}/card-summary")
 
                 async def mcp_top_up() -> None:
                     args = {"card_id": card_id, "amount": "0.01", "request_id": str(uuid.uuid4())}
@@ -114,8 +121,8 @@ async def measure(calls: int, warmup: int) -> dict[str, Any]:
         "added_by_server_median_ms": round(added_median - upstream_extra, 3),
         "sdk_floor_median_ms": sdk_floor,
         "added_by_interlace_beyond_sdk_floor_median_ms": round(added_median - upstream_extra - sdk_floor, 3),
-        "target_added_median_ms": TARGET_ADDED_MS,
-        "met": added_median <= TARGET_ADDED_MS,
+        "target_added_median_ms": round(sdk_floor + TARGET_BEYOND_SDK_MS, 3),
+        "met": added_median <= sdk_floor + TARGET_BEYOND_SDK_MS,
     }
 
 
@@ -129,14 +136,14 @@ def report(result: dict[str, Any]) -> None:
         f" added {result['added_median_ms']:.2f} ms median, {result['added_p99_ms']:.2f} ms p99"
     )
     print(
-        f"  of the added median: {result['added_by_extra_upstream_reads_median_ms']:.2f} ms the tool's two extra"
-        f" upstream reads, {result['sdk_floor_median_ms']:.2f} ms the bare SDK's own floor per call,"
+        f"  of the added median: {result['added_by_extra_upstream_reads_median_ms']:.2f} ms the tool's extra"
+        f" upstream read, {result['sdk_floor_median_ms']:.2f} ms the bare SDK's own floor per call,"
         f" {result['added_by_interlace_beyond_sdk_floor_median_ms']:.2f} ms interlace-mcp's own work"
         f" (auth, policy, ledger, audit; disk fsync here: {result['fsync_median_ms']:.2f} ms median)"
     )
     print(
-        f"target: added <= {TARGET_ADDED_MS:.0f} ms median -> {h.verdict(result['met'])}"
-        f" ({result['added_median_ms']:.2f} ms)"
+        f"target: added <= bare SDK round trip + {TARGET_BEYOND_SDK_MS} ms = {result['target_added_median_ms']:.2f} ms"
+        f" median -> {h.verdict(result['met'])} ({result['added_median_ms']:.2f} ms)"
     )
 
 
@@ -144,9 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--calls", type=int, default=1000, help="timed calls per variant")
     parser.add_argument("--warmup", type=int, default=50, help="untimed calls per variant first")
+    parser.add_argument("--source", type=Path, metavar="SRC", help="serve another checkout's src/ (e.g. a baseline)")
     parser.add_argument("--json", type=Path, help="where to write the results (default bench/results/overhead.json)")
     args = parser.parse_args(argv)
-    result = anyio.run(measure, args.calls, args.warmup)
+    result = anyio.run(measure, args.calls, args.warmup, args.source)
     report(result)
     print(f"wrote {h.write_json('overhead', result, args.json)}")
     return 0

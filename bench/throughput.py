@@ -1,31 +1,36 @@
 """Throughput: tool calls per second with 1, 10 and 50 concurrent agents over streamable HTTP.
 
-Starts the Interlace emulator (in memory) and ``interlace-mcp serve --transport http`` (one uvicorn
-process, as ``serve`` runs it) as separate processes on loopback ports. Every agent has its own bearer
+Starts the Interlace emulator (in memory) and ``interlace-mcp serve --transport http`` (uvicorn, one
+process, or ``--workers N``) as separate processes on loopback ports. Every agent has its own bearer
 token, its own official MCP client (its own HTTP connection) and its own card, and calls in a closed
 loop -- the next call as soon as the previous answer arrives -- for ``--duration`` seconds after
-``--warmup`` seconds. Two workloads per concurrency level:
+``--warmup`` seconds. Workloads per concurrency level:
 
-* ``money``: ``top_up_card`` of 0.01 with a fresh request_id (token check, policy, ledger reserve +
-  commit, audit chain, one upstream POST and two upstream reads);
+* ``noop``: the bare SDK's floor, measured in the same run with the same clients and load:
+  ``bench/bare_server.py --http`` (an official ``MCPServer`` with one trivial tool, no auth);
+* ``money``: ``top_up_card`` of 0.01 with a fresh request_id (token check, caller and policy checks,
+  ledger reserve + commit with their audit records, the upstream POST and one card read);
 * ``read``: ``get_card`` (token check, ownership lookup, audit, two upstream reads).
 
 The policy has no limits and the rate limit is raised, so nothing is refused (any error aborts the
 run). The load generator runs in ``--procs`` worker processes (default 1) that share the agents; the
-CPU seconds each process used (server, emulator, load generator) are reported, because on a small
-machine all three compete for the same cores.
+CPU seconds each process used (server -- all its processes --, emulator, load generator) are reported,
+because on a small machine all three compete for the same cores. ``--baseline SRC`` also measures
+another checkout's ``src/`` (e.g. ``git archive`` of a baseline commit) in the same run: the machine is
+noisy, so compare ratios within one run rather than numbers across runs.
 
 Ledger backends: SQLite (a fresh file, production settings) always; PostgreSQL as well with ``--pg
 URL``, or by default when a server answers at postgresql://postgres@127.0.0.1:5432/test (a fresh
-schema, dropped afterwards); ``--no-pg`` skips it. If the server cannot start on PostgreSQL, that
-backend is reported as skipped with the reason.
+schema, dropped afterwards); ``--no-pg`` skips it.
 
-Target: >= 300 calls/s over HTTP with 50 agents on SQLite (money workload).
+Targets (issue 14, SQLite, 50 agents): money calls/s >= 0.5 x the no-op server's; higher again with
+``--workers 2``; server CPU per money call <= 2.5 ms.
 
 Usage::
 
     .venv/bin/python bench/throughput.py [--agents 1,10,50] [--duration 5] [--warmup 1] [--procs 1]
-                                         [--workloads money,read] [--pg URL | --no-pg] [--json PATH]
+                                         [--workloads noop,money,read] [--workers 2] [--baseline SRC]
+                                         [--pg URL | --no-pg] [--json PATH]
 """
 
 from __future__ import annotations
@@ -185,7 +190,7 @@ def run_backend(
     serve_args = ["--workers", str(args.workers)] if args.workers > 1 else []
     with h.temp_dir(f"bench-throughput-{backend}-") as tmp, _database(backend, Path(tmp), args.pg) as db_url:
         agents = [f"agent-{i:02d}" for i in range(max(levels))]
-        tokens = h.mint_tokens(db_url, agents)
+        tokens = h.mint_tokens(db_url, agents, source)
         with (
             h.emulator() as upstream,
             h.server(upstream, Path(tmp) / "state", database_url=db_url, args=serve_args, source=source) as srv,

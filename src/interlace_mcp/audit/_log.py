@@ -168,6 +168,8 @@ class AuditLog:
         #: ``None`` for an in-memory database (the anchor is kept in this object) and on PostgreSQL.
         self.anchor_path = anchor_path
         self._mem_anchor: bytes | None = None
+        #: The anchor file's bytes as last read or written, and the file's signature then (see _signature).
+        self._anchor_cache: tuple[tuple[int, int, int, int], bytes] | None = None
         self._clock = clock
         self._key = hmac_key
         self._lock = threading.RLock()
@@ -417,9 +419,18 @@ class AuditLog:
         if self.anchor_path is None:
             return self._mem_anchor
         try:
-            return self.anchor_path.read_bytes()
+            signature = _signature(os.stat(self.anchor_path))
         except FileNotFoundError:
             return None
+        cached = self._anchor_cache
+        if cached is not None and cached[0] == signature:
+            return cached[1]  # the file is the one read (or written) last: same inode, size, mtime and ctime
+        try:
+            data = self.anchor_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        self._anchor_cache = (signature, data)
+        return data
 
     def _write_anchor(self, head: _Head, cur: Cursor) -> None:
         data = (canonical_json({"seq": head.seq, "hash": head.hash, "prev_hash": head.prev_hash}) + "\n").encode()
@@ -455,6 +466,8 @@ class AuditLog:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+        with contextlib.suppress(OSError):
+            self._anchor_cache = (_signature(os.stat(target)), data)
 
     def _restore_anchor(self, data: bytes | None) -> None:
         """Best effort: put the anchor back after a failed commit (the record it named was not stored)."""
@@ -610,6 +623,12 @@ class AuditLog:
                 f" (seq {anchor.seq}) but were not anchored (appended outside the audit log)",
             )
         return VerifyResult(True, good, None, f"{good} records, chain intact, head seq {last_seq} matches the anchor")
+
+
+def _signature(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What changes whenever the file is replaced or written: inode, size, mtime and ctime (which no user
+    can set back), so an anchor edited behind our back is always read again."""
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _parse_anchor(data: bytes | None) -> _Head | None:

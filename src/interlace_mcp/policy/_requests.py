@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -156,6 +156,7 @@ def begin(
         approval_id = approvals.create(tx, key, spend, currency, approval_summary, approval_ttl, now)
         status = "pending_approval"
     keys = {step: str(uuid.uuid4()) for step in steps}
+    args_json = json.dumps(args or {}, default=str)
     lease_until = now + lease if (lease > 0 and status == "executing") else 0.0
     tx.execute(
         "INSERT INTO requests (scope, agent, tool, request_id, args_hash, status, amount_minor, currency,"
@@ -163,11 +164,27 @@ def begin(
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             *_params(key), args_hash, status, to_minor(spend), currency, entry_id, approval_id, json.dumps(keys),
-            json.dumps(progress or {}), card_id, now, now, json.dumps(args or {}, default=str), lease_until,
+            json.dumps(progress or {}), card_id, now, now, args_json, lease_until,
         ),
     )  # fmt: skip
-    record = get_request(tx, key)
-    assert record is not None
+    record = RequestRecord(
+        key=key,
+        args_hash=args_hash,
+        status=status,
+        amount=from_minor(to_minor(spend)),
+        currency=currency,
+        entry_id=entry_id,
+        approval_id=approval_id,
+        keys=keys,
+        progress=dict(progress or {}),
+        result=None,
+        card_id=card_id,
+        created_at=now,
+        updated_at=now,
+        approval=approvals.get(tx, approval_id) if approval_id is not None else None,
+        args=json.loads(args_json),
+        lease_until=lease_until,
+    )
     return BeginResult(record, is_new=True, started=lease > 0 and status == "executing")
 
 
@@ -263,20 +280,21 @@ def complete(
         return record
     if record.entry_id is not None:
         settle_entry(tx, record.entry_id, "committed", now)
+    progress = progress if progress is not None else record.progress
     tx.execute(
         "UPDATE requests SET status = 'completed', result_json = ?, progress_json = ?,"
         " card_id = COALESCE(?, card_id), lease_until = 0, updated_at = ?" + _WHERE_KEY,
-        (
-            json.dumps(result),
-            json.dumps(progress if progress is not None else record.progress),
-            card_id,
-            now,
-            *_params(key),
-        ),
+        (json.dumps(result), json.dumps(progress), card_id, now, *_params(key)),
     )
-    done = get_request(tx, key)
-    assert done is not None
-    return done
+    return replace(
+        record,
+        status="completed",
+        result=result,
+        progress=dict(progress),
+        card_id=card_id or record.card_id,
+        lease_until=0.0,
+        updated_at=now,
+    )
 
 
 def abandon(tx: Tx, key: RequestKey) -> None:

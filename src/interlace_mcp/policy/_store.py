@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+import anyio
 import anyio.to_thread
 
 from interlace_mcp.policy._db import Cursor, Database, Row, database_errors
@@ -45,8 +46,9 @@ T = TypeVar("T")
 WRITE_LOCK = "interlace-write"
 #: At most this many jobs share one commit.
 MAX_BATCH = 128
-#: Reader connections kept open per store (more are opened while busy, then closed).
-READERS = 4
+#: Reader connections per store: reads run at most this many at once, each on a connection kept open
+#: (more concurrent readers would only queue for the GIL, and opening a connection costs more than a read).
+READERS = 8
 
 
 class Reader:
@@ -315,6 +317,7 @@ class Store:
         self._memory = not db.is_postgres and db.target == ":memory:"
         self._writer = _Writer(self._reopen, clock, db)
         self._readers = _Readers(self._reopen)
+        self._reading = anyio.CapacityLimiter(READERS)
         self._direct: Database | None = None
 
     def _reopen(self) -> Database:
@@ -357,7 +360,7 @@ class Store:
         """Run ``fn(reader, ...)`` on a reader connection in a worker thread (one consistent snapshot)."""
         if self._memory:
             return await self.write(fn, *args, **kwargs)
-        return await anyio.to_thread.run_sync(lambda: self.read_sync(fn, *args, **kwargs))
+        return await anyio.to_thread.run_sync(lambda: self.read_sync(fn, *args, **kwargs), limiter=self._reading)
 
     # ---- sync ----------------------------------------------------------------------------------
 
