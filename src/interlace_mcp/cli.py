@@ -303,9 +303,15 @@ def _run_http(
     if workers == 1:
         uvicorn.Server(config).run()
         return 0
+    import socket
+
     from uvicorn.supervisors import Multiprocess
 
-    sock = config.bind_socket()
+    bound = config.bind_socket()
+    # uvicorn binds it with protocol 0, so asyncio in the workers does not set TCP_NODELAY on accepted
+    # connections (it checks for IPPROTO_TCP): every response then waited ~40 ms for a delayed ACK.
+    sock = socket.socket(bound.family, bound.type, socket.IPPROTO_TCP, fileno=bound.detach())
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     Multiprocess(config, sockets=[sock]).run()
     return 0
 
