@@ -43,10 +43,13 @@ import anyio
 #: Specific costs: (category, test on one stack frame); the first whose test matches ANY frame wins.
 CATEGORIES: list[tuple[str, re.Pattern[str]]] = [
     ("httpcore: failed `import sniffio` per lock", re.compile(r"current_async_library \(httpcore")),
-    ("audit: anchor file write (tempfile + rename)", re.compile(r"_write_anchor_bytes|_fsync_dir")),
-    ("audit: SQLite append (BEGIN IMMEDIATE..COMMIT)", re.compile(r"AuditLog\._append|AuditLog\.append")),
-    ("ledger: SQLite (reads + reserve/commit)", re.compile(r"\(interlace_mcp/policy/_ledger\.py")),
-    ("upstream: httpx/httpcore client (3 requests)", re.compile(r"InterlaceClient\._send")),
+    ("audit: anchor file write (temp file + rename)", re.compile(r"_write_anchor_bytes|_fsync_dir")),
+    ("audit: chain append (head, scrub, hash, INSERT)", re.compile(r"AuditLog\._chain_append|AuditLog\.append")),
+    (
+        "ledger: SQLite jobs (writer thread, readers)",
+        re.compile(r"\(interlace_mcp/policy/_(store|requests|reservations|approvals|cards|tokens|db)\.py"),
+    ),
+    ("upstream: httpx/httpcore client", re.compile(r"InterlaceClient\._send")),
     ("thread hand-off (anyio.to_thread)", re.compile(r"run_sync_in_worker_thread|call_soon_threadsafe")),
     ("logging (access log etc.)", re.compile(r"\(logging/__init__\.py|Handler\.emit")),
     ("policy file stat per call", re.compile(r"file_stamp \(interlace_mcp")),

@@ -18,13 +18,15 @@ log instead of being overwritten, and :meth:`AuditLog.verify` reports it for goo
 With ``hmac_key`` (kept outside the database), each record also carries ``HMAC(key, hash)``: a forged
 record inserted with recomputed hashes is then located exactly.
 
-Storage and concurrency copy the ledger (same database layer, :mod:`interlace_mcp.policy._db`): its
-own connection, a lock for threads, and one write transaction per append -- on SQLite ``BEGIN
-IMMEDIATE`` (the file's write lock), on PostgreSQL a transaction holding one advisory lock for the
-whole chain (``pg_advisory_xact_lock``), taken before the head is read -- so threads, processes and
-hosts get contiguous ``seq`` values and one totally ordered chain. Do not call :meth:`AuditLog.append`
-while holding another write transaction on the same SQLite file. Every writer of a SQLite file must
-use the same anchor path (and every writer the same HMAC key).
+Storage and concurrency follow the ledger (same database layer and write discipline, from
+:mod:`interlace_mcp.policy`): a record is appended inside a write transaction -- the server's money calls
+append theirs inside the ledger store's own transactions (:meth:`AuditLog.append_in`), so a reservation
+and its decision record commit together; :meth:`AuditLog.append` opens one of its own (CLI, tools that
+only record). Every write transaction takes the database's write lock first (SQLite ``BEGIN IMMEDIATE``,
+PostgreSQL the advisory ``WRITE_LOCK``), before the head is read, so threads, processes and hosts get
+contiguous ``seq`` values and one totally ordered chain. The anchor is written once per transaction,
+just before its commit (and put back if the commit fails). Every writer of a SQLite file must use the
+same anchor path (and every writer the same HMAC key).
 
 Any failure to store a record raises :class:`AuditWriteError`; callers refuse money tools on it.
 """

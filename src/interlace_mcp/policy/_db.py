@@ -12,18 +12,21 @@ log keep ONE implementation of their logic; this module absorbs the dialects' di
 - new ids: ``lastrowid`` (SQLite) or ``INSERT ... RETURNING id`` (PostgreSQL);
 - connection setup: ``PRAGMA``s (WAL, ``synchronous=FULL``, ``busy_timeout``) only for SQLite;
   PostgreSQL connections run in autocommit and every transaction is an explicit ``BEGIN``;
-- transactions and locks. **Concurrency model (the reason for the lock choice):** a writer on SQLite
-  starts with ``BEGIN IMMEDIATE``, which takes the database-wide write lock, so writers on one file are
-  serialized and :meth:`Database.lock` has nothing to add. On PostgreSQL a writer runs at READ
-  COMMITTED and serializes on *transaction-scoped advisory locks* (``pg_advisory_xact_lock``) named by
-  the caller -- the ledger one per (scope, agent), the audit log one for its chain. We chose advisory
-  locks over ``SELECT ... FOR UPDATE`` because the check-and-reserve must also serialize against rows
-  that do not exist yet (the first spend_totals row of a new day, a new request id, a card being
-  issued), which row locks cannot cover; and over SERIALIZABLE-with-retry because every call would
-  then need a retry loop around its whole transaction, and a burst of calls for one agent would abort
-  and retry each other instead of queueing. The lock key is a hash of the schema and the name, so two
-  deployments in different schemas of one database never wait for each other; the locks are released
-  by COMMIT or ROLLBACK (also when a client dies), so no lock outlives its transaction.
+- transactions and locks. **Concurrency model (the reason for the lock choice):** every write
+  transaction is serialized with every other one on the database. A writer on SQLite starts with
+  ``BEGIN IMMEDIATE``, which takes the file's write lock; on PostgreSQL it runs at READ COMMITTED and
+  first takes one *transaction-scoped advisory lock* for the whole database (``pg_advisory_xact_lock``,
+  named by the store: ``policy._store.WRITE_LOCK``), so both backends behave alike. Within it every read
+  sees all earlier commits, so a check and the reservation it guards are one atomic step, and the audit
+  log's hash chain -- written in the same transactions -- stays one chain. We chose one lock over
+  ``SELECT ... FOR UPDATE`` because a check must also hold for rows that do not exist yet (the first
+  spend_totals row of a new day, a new request id, a card being issued), which row locks cannot cover;
+  over one lock per agent because the audit chain serializes every money call anyway and a second lock
+  could deadlock with it; and over SERIALIZABLE-with-retry because a burst of calls then queues instead
+  of aborting each other. Group commit (``policy._store``) makes the single writer cheap: concurrent
+  calls of one process share a transaction and its commit. The lock key is a hash of the schema and the
+  name, so two deployments in different schemas of one database never wait for each other; the locks
+  are released by COMMIT or ROLLBACK (also when a client dies), so no lock outlives its transaction.
 - schema migrations: :meth:`Database.migrate` applies numbered migrations per component and records
   them in ``schema_version``, inside one transaction holding the schema lock, so two instances
   starting at once apply each migration exactly once (PostgreSQL's DDL is transactional).
@@ -405,17 +408,10 @@ class Database:
 
         SQLite: nothing to do, the writer already holds the database's write lock. Take a blocking lock
         only while holding no other lock of this module (first thing in the transaction), so lock waits
-        can never form a cycle; take further locks with :meth:`try_lock`.
+        can never form a cycle.
         """
         if self.is_postgres:
             cur.execute("SELECT pg_advisory_xact_lock(?)", (self._lock_key(name),))
-
-    def try_lock(self, cur: Cursor, *name: str) -> bool:
-        """Take the lock ``name`` if it is free (or already ours) without waiting; False when another holds it."""
-        if not self.is_postgres:
-            return True
-        row = cur.execute("SELECT pg_try_advisory_xact_lock(?)", (self._lock_key(name),)).fetchone()
-        return bool(row and row[0])
 
     # ---- schema --------------------------------------------------------------------------------
 
