@@ -16,20 +16,18 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
-from pydantic import ValidationError
 
 from interlace_mcp import __version__
 from interlace_mcp._logging import configure_logging
 from interlace_mcp.audit import AuditLog
 from interlace_mcp.client import InterlaceClient, InterlaceError
-from interlace_mcp.config import ConfigError, Settings
+from interlace_mcp.config import SECRET_SETTINGS, ConfigError, Settings, check_startup, load_settings, mask_url
 from interlace_mcp.money import AmountError, format_amount, parse_amount
 from interlace_mcp.policy import PolicyError, token_digest
-from interlace_mcp.policy._db import redact_url
-from interlace_mcp.sandbox import parse_fault, run_sandbox
+from interlace_mcp.sandbox import SandboxState, parse_fault, run_sandbox
 from interlace_mcp.server import build_runtime, build_server, sandbox_state_path
 from interlace_mcp.server._build import interlace_client, start
 from interlace_mcp.server._operator import decide_approval, set_agent_frozen
@@ -48,26 +46,46 @@ __all__ = ["main"]
 logger = logging.getLogger("interlace_mcp.cli")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2), like every other startup error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _global_flags(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    """--read-only / --toolsets: before or after the command (``interlace-mcp --read-only`` serves)."""
+    parser.add_argument(
+        "--read-only", action="store_true", default=default, help="register only read-only tools (INTERLACE_READ_ONLY)"
+    )
+    parser.add_argument(
+        "--toolsets", default=default, help="comma list of toolsets: cards,transfers,account,spend (INTERLACE_TOOLSETS)"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="interlace-mcp",
-        description="MCP server that lets AI agents spend money safely through Interlace.",
+        description="MCP server that lets AI agents spend money safely through Interlace. "
+        "Without a command it serves (same options as serve).",
     )
     p.add_argument("--version", action="version", version=f"interlace-mcp {__version__}")
-    sub = p.add_subparsers(dest="command")
+    _global_flags(p, default=None)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the MCP server (default: stdio)")
     serve.add_argument("--transport", choices=["stdio", "sse", "http"], default="stdio")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8765)
-    serve.add_argument("--auth", choices=["token", "jwt", "none"], default=None)
-    serve.add_argument("--read-only", action="store_true", default=None, help="register only read-only tools")
-    serve.add_argument("--toolsets", default=None, help="comma list of toolsets: cards,transfers,account,spend")
+    # None = not given: on stdio a host, port or auth mode would be silently ignored, so they are errors.
+    serve.add_argument("--host", default=None, help="HTTP/SSE only (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="HTTP/SSE only (default 8765)")
+    serve.add_argument("--auth", choices=["token", "jwt", "none"], default=None, help="HTTP/SSE only (default token)")
+    # SUPPRESS: a flag given before the command is not reset by the subcommand's default.
+    _global_flags(serve, default=argparse.SUPPRESS)
 
     sandbox = sub.add_parser("sandbox", help="run the Interlace emulator alone on a port")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=8766)
-    sandbox.add_argument("--reset", action="store_true", help="wipe the emulator state first")
+    sandbox.add_argument("--host", default=None, help="default 127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=None, help="default 8766")
+    sandbox.add_argument("--reset", action="store_true", help="wipe the emulator state back to its seeds and exit")
     sandbox.add_argument(
         "--fault",
         action="append",
@@ -142,24 +160,87 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags (they win over the environment)."""
     overrides: dict[str, Any] = {}
     if getattr(args, "read_only", None):
         overrides["read_only"] = True
-    if getattr(args, "toolsets", None):
+    if getattr(args, "toolsets", None) is not None:
         overrides["toolsets"] = args.toolsets
-    return Settings(**overrides)
+    return overrides
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """Parse; without a command the arguments are serve's (``interlace-mcp --transport http`` serves HTTP)."""
+    takes_value = {
+        option
+        for action in [*parser._actions, *_serve_parser(parser)._actions]
+        if action.nargs != 0 and action.option_strings
+        for option in action.option_strings
+    }
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            break
+        if not token.startswith("-"):
+            return parser.parse_args(args)  # the first positional is the command (argparse checks it)
+        i += 2 if token in takes_value else 1
+    if any(token in ("-h", "--help", "--version") for token in args):
+        return parser.parse_args(args)
+    return parser.parse_args(["serve", *args])
+
+
+def _serve_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    serve: argparse.ArgumentParser = subparsers.choices["serve"]
+    return serve
+
+
+def _contradictions(args: argparse.Namespace) -> str | None:
+    """Flags that cannot all apply (they would be silently ignored): the one-line reason, or None."""
+    if args.command == "serve" and args.transport == "stdio":
+        given = [flag for flag, value in (("--port", args.port), ("--host", args.host), ("--auth", args.auth)) if value]
+        if given:
+            return (
+                f"serve: {' and '.join(given)} only {'applies' if len(given) == 1 else 'apply'} to --transport http "
+                "or sse (stdio has no "
+                f"{'port' if given == ['--port'] else 'network listener'}); add --transport http, or drop "
+                f"{' and '.join(given)}"
+            )
+    if args.command == "sandbox" and args.reset and args.sandbox_command is None:
+        serving = [
+            flag
+            for flag, given in (
+                ("--host", args.host is not None),
+                ("--port", args.port is not None),
+                ("--fault", bool(args.fault)),
+                ("--latency-ms", bool(args.latency_ms)),
+            )
+            if given
+        ]
+        if serving:
+            return (
+                f"sandbox: --reset wipes the emulator state and exits, so {' and '.join(serving)} would be ignored; "
+                "run interlace-mcp sandbox --reset first, then interlace-mcp sandbox with the other flags"
+            )
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    command = args.command or "serve"
-    if args.command is None:
-        args = _parser().parse_args(["serve", *(argv or [])])
+    args = _parse(_parser(), sys.argv[1:] if argv is None else argv)
+    command = args.command
+    problem = _contradictions(args)
+    if problem:
+        print(f"interlace-mcp: {problem}", file=sys.stderr)
+        return 2
     try:
-        settings = _settings(args)
-    except ValidationError as exc:
-        print(f"interlace-mcp: invalid setting: {exc}", file=sys.stderr)
+        settings = load_settings(_flags(args))
+        # The emulator alone never opens the database; every other command does.
+        check_startup(settings, database=command != "sandbox")
+    except ConfigError as exc:
+        print(f"interlace-mcp: {exc}", file=sys.stderr)
         return 2
     secret = settings.client_secret.get_secret_value() if settings.client_secret else ""
     configure_logging(settings.log_level, settings.log_format, secrets=[secret])
@@ -188,8 +269,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _operators(args, settings)
         if command == "dashboard":
             return _dashboard(args, settings)
-    except (ConfigError, PolicyError) as exc:
+    except ConfigError as exc:
         print(f"interlace-mcp: {exc}", file=sys.stderr)
+        return 2
+    except PolicyError as exc:
+        print(
+            f"interlace-mcp: INTERLACE_POLICY_FILE={exc.source!r}: {exc.key}: {exc.reason}. Fix: correct {exc.key} "
+            "in that file (README 'Policy'; interlace-mcp check shows the effective policy)",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         return 130  # Ctrl-C after a graceful stop: no traceback
@@ -220,15 +308,16 @@ def _serve_http(args: argparse.Namespace, settings: Settings) -> int:
     from interlace_mcp.server._http import build_http_app
 
     auth: AuthMode = args.auth or "token"
-    app = build_http_app(settings, transport=args.transport, auth=auth, host=args.host)
+    host, port = args.host or "127.0.0.1", 8765 if args.port is None else args.port
+    app = build_http_app(settings, transport=args.transport, auth=auth, host=host)
     runtime = app.state.interlace_runtime
     path = "/mcp" if args.transport == "http" else "/sse"
     print(
-        f"interlace-mcp: {args.transport} transport on http://{args.host}:{args.port}{path} (auth: {auth})"
+        f"interlace-mcp: {args.transport} transport on http://{host}:{port}{path} (auth: {auth})"
         + ("; embedded sandbox: no real money" if runtime.upstream.embedded else ""),
         file=sys.stderr,
     )
-    return _run_http(app, args.host, args.port, settings, grace_seconds=30)
+    return _run_http(app, host, port, settings, grace_seconds=30)
 
 
 def _run_http(app: Any, host: str, port: int, settings: Settings, *, grace_seconds: int) -> int:
@@ -254,14 +343,18 @@ def _run_http(app: Any, host: str, port: int, settings: Settings, *, grace_secon
 def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
     if args.sandbox_command == "simulate-purchase":
         return anyio.run(_simulate_purchase, args, settings)
+    if args.reset:
+        path = sandbox_state_path(settings)
+        SandboxState().save(path)
+        print(f"emulator state wiped back to its seeds: {path}")
+        return 0
     if args.latency_ms < 0:
         print("interlace-mcp: --latency-ms must not be negative", file=sys.stderr)
         return 2
     run_sandbox(
-        args.host,
-        args.port,
+        args.host or "127.0.0.1",
+        8766 if args.port is None else args.port,
         state_path=sandbox_state_path(settings),
-        reset=args.reset,
         faults=args.fault,
         latency_ms=args.latency_ms,
     )
@@ -308,14 +401,16 @@ def _check(settings: Settings) -> int:
     policy = runtime.policies.current()
     print("settings:")
     for name, value in sorted(settings.model_dump().items()):
-        if name in ("client_secret", "webhook_secret", "request_state_key", "audit_hmac_key"):
+        if name in SECRET_SETTINGS:
             value = "***" if value else None
+        elif name == "database_url" and value:
+            value = mask_url(value)
         print(f"  INTERLACE_{name.upper()} = {value}")
     print(
         f"upstream: {'embedded sandbox (no real money)' if upstream.embedded else upstream.base_url}"
         f"{' [sandbox]' if upstream.sandbox else ' [PRODUCTION: real money]'}"
     )
-    print(f"database: {redact_url(settings.resolved_database_url())}")
+    print(f"database: {mask_url(settings.resolved_database_url())}")
     print(f"policy: {policy.source}")
     tools = select_tools(read_only=settings.read_only, toolsets=settings.toolset_names(), sandbox=upstream.sandbox)
     agents = sorted({settings.agent_id, *policy.agents})
