@@ -81,6 +81,8 @@ ROWS = [
     Row("http_timeout_seconds", "nan", "greater than 0"),
     Row("max_retries", "-1", "0 to 10"),
     Row("max_retries", "99", "0 to 10"),
+    Row("metrics_port", "70000", "port"),
+    Row("metrics_port", "http", "port"),
 ]
 
 

@@ -94,6 +94,7 @@ FIXES: dict[str, str] = {
     "recovery_grace_seconds": "set a number of seconds, 0 or more, such as 120",
     "http_timeout_seconds": "set a number of seconds greater than 0 such as 15",
     "max_retries": "set a whole number from 0 to 10 such as 3",
+    "metrics_port": "set a free TCP port from 1 to 65535 such as 9464, or unset it to serve no metrics",
 }
 
 
@@ -213,6 +214,9 @@ class Settings(BaseSettings):
     http_timeout_seconds: float = 15.0
     max_retries: int = 3
 
+    #: Serve Prometheus metrics on 127.0.0.1:<port> (unset: no metrics endpoint).
+    metrics_port: int | None = None
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
@@ -244,6 +248,13 @@ class Settings(BaseSettings):
     def _retries(cls, value: int) -> int:
         if not 0 <= value <= 10:
             raise ValueError("must be a whole number from 0 to 10")
+        return value
+
+    @field_validator("metrics_port")
+    @classmethod
+    def _port(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= 65535:
+            raise ValueError("must be a TCP port from 1 to 65535")
         return value
 
     @field_validator("base_url", "public_url", "approval_notify_url")

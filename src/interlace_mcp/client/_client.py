@@ -32,6 +32,7 @@ import httpx
 import pydantic
 
 from interlace_mcp import __version__
+from interlace_mcp.metrics import Metrics
 from interlace_mcp.money import MAX_AMOUNT, AmountError, format_amount, to_minor
 
 from ._crypto import CardDecryptionError, decrypt_card_field
@@ -43,6 +44,7 @@ from ._errors import (
     InterlaceError,
     InterlaceTimeoutError,
     NotFoundError,
+    PermissionDeniedError,
     RateLimitError,
     ServerError,
     ValidationError,
@@ -112,6 +114,7 @@ class InterlaceClient:
         max_backoff: float = 8.0,
         refresh_margin: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
@@ -127,6 +130,7 @@ class InterlaceClient:
         self._max_backoff = max_backoff
         self._refresh_margin = refresh_margin
         self._clock = clock
+        self._metrics = metrics or Metrics()
         self._http = httpx.AsyncClient(
             base_url=base,
             transport=transport,
@@ -587,6 +591,7 @@ class InterlaceClient:
         while True:
             attempt += 1
             error: InterlaceError
+            started = time.perf_counter()
             try:
                 response = await self._http.request(
                     method, url, params=dict(params) if params else None, content=content, headers=headers
@@ -615,13 +620,18 @@ class InterlaceClient:
             else:
                 logger.debug("interlace %s %s -> %d (attempt %d)", method, url, response.status_code, attempt)
                 try:
-                    return self._unwrap(response, method, url)
+                    data = self._unwrap(response, method, url)
                 except _RETRYABLE as exc:
                     error = exc
                 except InterlaceError as exc:
+                    self._metrics.upstream(method, path, time.perf_counter() - started, _error_kind(exc))
                     if maybe_applied:
                         exc.mark_unknown()
                     raise
+                else:
+                    self._metrics.upstream(method, path, time.perf_counter() - started)
+                    return data
+            self._metrics.upstream(method, path, time.perf_counter() - started, _error_kind(error))
             maybe_applied = maybe_applied or error.unknown_outcome
             if attempt > self._max_retries:
                 if maybe_applied:
@@ -679,6 +689,23 @@ class InterlaceClient:
 
 # ----------------------------------------------------------------------------------------------
 # Module helpers
+
+
+def _error_kind(exc: InterlaceError) -> str:
+    """A bounded label for the upstream-errors metric."""
+    if isinstance(exc, InterlaceTimeoutError):
+        return "timeout"
+    if isinstance(exc, InterlaceConnectionError):
+        return "connection"
+    if isinstance(exc, RateLimitError):
+        return "rate_limited"
+    if isinstance(exc, ServerError):
+        return "server_error"
+    if isinstance(exc, AuthenticationError | PermissionDeniedError):
+        return "auth"
+    if isinstance(exc, InProgressError):
+        return "in_progress"
+    return "rejected"
 
 
 def _full(path: str) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import httpx
 from mcp.server import MCPServer
 from mcp.server.auth.provider import TokenVerifier
@@ -20,6 +21,7 @@ from interlace_mcp import __version__
 from interlace_mcp.audit import AuditLog
 from interlace_mcp.client import InterlaceClient, InterlaceError
 from interlace_mcp.config import Settings, Upstream, resolve_upstream
+from interlace_mcp.metrics import Metrics
 from interlace_mcp.policy import SANDBOX_PAYEE, Ledger, Payee
 from interlace_mcp.sandbox import ACCOUNT_ID, PAYEE_ACCOUNT_ID, PAYEE_BALANCE_ID, create_sandbox_app
 from interlace_mcp.tools._recovery import recover
@@ -72,6 +74,7 @@ def build_runtime(
         rate_limiter=RateLimiter(settings.rate_limit_per_minute),
         audit=audit,
         account_id=settings.account_id or (ACCOUNT_ID if upstream.embedded else ""),
+        metrics=Metrics.for_port(settings.metrics_port),
     )
 
 
@@ -97,6 +100,7 @@ def interlace_client(
         timeout=settings.http_timeout_seconds,
         max_retries=settings.max_retries,
         backoff=backoff,
+        metrics=runtime.metrics,
     )
 
 
@@ -116,6 +120,7 @@ async def open_runtime(
         runtime, sandbox_app=sandbox_app, upstream_transport=upstream_transport, backoff=backoff
     ) as client:
         runtime.client = client
+        stop_metrics = _serve_metrics(runtime)
         try:
             await start(runtime)
             async with anyio.create_task_group() as tasks:
@@ -127,6 +132,18 @@ async def open_runtime(
                     tasks.cancel_scope.cancel()
         finally:
             runtime.client = None
+            if stop_metrics is not None:
+                await anyio.to_thread.run_sync(stop_metrics)
+
+
+def _serve_metrics(runtime: Runtime) -> Callable[[], None] | None:
+    """INTERLACE_METRICS_PORT: Prometheus text on loopback for this runtime (pending approvals from the database)."""
+    port = runtime.settings.metrics_port
+    if port is None:
+        return None
+    ledger = runtime.ledger
+    runtime.metrics.count_pending_approvals_with(lambda: len(ledger.list_approvals(status="pending")))
+    return runtime.metrics.serve(port)
 
 
 def build_server(

@@ -34,6 +34,7 @@ def decide_approval(runtime: Runtime, approval_id: str, *, approve: bool, by: st
         detail=reason,
         scope=decided.scope,
     )
+    runtime.metrics.approval_event(agent=decided.agent, event="approved" if approve else "denied")
     return decided
 
 

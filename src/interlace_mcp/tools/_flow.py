@@ -161,6 +161,7 @@ async def run_money(ctx: Context[Any, Any], op: MoneyOp) -> MoneyMovement:
         crashpoint("after_reserve")
         if record.status == "pending_approval":
             logger.info("request %s/%s of %s is pending approval %s", op.tool, op.request_id, agent, record.approval_id)
+            rt.metrics.approval_event(agent=agent, event="requested")
             await rt.notify_approval(record)
             return _pending(rt, op, record, replayed=False)
         return await _execute(rt, op, agent, policy, key, record, resumed=False, replayed=False)
@@ -266,6 +267,8 @@ async def _execute(
     )
     await in_thread(rt.ledger.complete, key, movement.model_dump(mode="json"))
     crashpoint("after_commit")
+    if outcome.amount is not None:
+        rt.metrics.money_moved(agent=agent, tool=op.tool, amount=outcome.amount, currency=op.currency)
     await rt.record(
         agent=agent,
         tool=op.tool,

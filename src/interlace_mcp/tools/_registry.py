@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -23,7 +24,7 @@ from interlace_mcp.policy import tool_violation
 from interlace_mcp.tools import account, cards, spend, transfers
 from interlace_mcp.tools._errors import Refusal, refusal_code, returns_refusals
 from interlace_mcp.tools._results import MoneyMovement
-from interlace_mcp.tools._runtime import runtime_of
+from interlace_mcp.tools._runtime import Runtime, runtime_of
 
 __all__ = ["SPECS", "TOOLSETS", "ToolSpec", "build_tool", "select_tools", "validation_errors"]
 
@@ -112,7 +113,7 @@ def select_tools(*, read_only: bool, toolsets: list[str] | None, sandbox: bool) 
 
 
 def _guard(spec: ToolSpec) -> Callable[..., Awaitable[Any]]:
-    """Policy allow-list and refusal handling around one tool function (signature preserved)."""
+    """Policy allow-list, refusal handling and metrics around one tool function (signature preserved)."""
     inner = returns_refusals(spec.fn)
 
     @functools.wraps(spec.fn)
@@ -120,6 +121,19 @@ def _guard(spec: ToolSpec) -> Callable[..., Awaitable[Any]]:
         ctx = kwargs.get("ctx")
         if ctx is None:  # pragma: no cover - the SDK always injects the context
             return await inner(*args, **kwargs)
+        metrics = runtime_of(ctx).metrics
+        started = time.perf_counter()
+        try:
+            result = await checked(*args, **kwargs)
+        except Exception:  # a crash (the SDK answers "Error executing tool"); a cancellation is not counted
+            metrics.tool_call(spec.name, time.perf_counter() - started, error=True)
+            raise
+        failed = isinstance(result, CallToolResult) and result.is_error
+        metrics.tool_call(spec.name, time.perf_counter() - started, refusal=refusal_code(result) if failed else None)
+        return result
+
+    async def checked(*args: Any, **kwargs: Any) -> Any:
+        ctx = kwargs["ctx"]
         rt = runtime_of(ctx)
         agent = rt.agent_of(ctx)
         result: Any
@@ -204,6 +218,9 @@ async def validation_errors(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]
         detail = detail.split(" [type=", 1)[0].removeprefix("Value error, ")
         problems.append(f"{field}: {detail}")
     message = "[validation_error] " + "; ".join(problems) + "; nothing was changed"
+    runtime = getattr(ctx, "lifespan_context", None)
+    if isinstance(runtime, Runtime):  # rejected before the tool ran: counted here, without a duration
+        runtime.metrics.tool_call(str(name), None, refusal="validation_error")
     # No structuredContent on an error result (tools/_errors.py says why); the text carries the code.
     result = {key: value for key, value in result.items() if key != "structuredContent"}
     return {**result, "content": [{"type": "text", "text": message}]}

@@ -19,6 +19,7 @@ from mcp.server.mcpserver import Context
 from interlace_mcp.audit import AuditLog, AuditWriteError
 from interlace_mcp.client import InterlaceClient
 from interlace_mcp.config import Settings, Upstream
+from interlace_mcp.metrics import Metrics
 from interlace_mcp.policy import (
     AgentPolicy,
     Ledger,
@@ -133,6 +134,8 @@ class Runtime:
     rate_limiter: RateLimiter
     audit: AuditLog
     reveal_limiter: RevealLimiter = field(default_factory=RevealLimiter)
+    #: Prometheus metrics when INTERLACE_METRICS_PORT is set (else a no-op); one registry per runtime.
+    metrics: Metrics = field(default_factory=Metrics)
     client: InterlaceClient | None = None
     account_id: str = ""
     default_bin_id: str | None = None
