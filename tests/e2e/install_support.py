@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+#: Read at import: the autouse fixture in conftest.py clears INTERLACE_* variables before each test runs.
+CACHE_ROOT = Path(os.environ.get("INTERLACE_TEST_CACHE") or REPO / ".ci" / "cache")
 
 
 def cache_dir(name: str) -> Path:
     """A directory kept across test runs: ``$INTERLACE_TEST_CACHE/<name>`` or ``<repo>/.ci/cache/<name>``."""
-    root = Path(os.environ.get("INTERLACE_TEST_CACHE") or REPO / ".ci" / "cache")
-    path = root / name
+    path = CACHE_ROOT / name
     path.mkdir(parents=True, exist_ok=True)
     return path
 
