@@ -27,7 +27,7 @@ from interlace_mcp.audit import AuditLog
 from interlace_mcp.client import InterlaceClient, InterlaceError
 from interlace_mcp.config import ConfigError, Settings
 from interlace_mcp.money import AmountError, format_amount, parse_amount
-from interlace_mcp.policy import PolicyError, token_digest
+from interlace_mcp.policy import AGENT_NAME_RULE, PolicyError, is_agent_name, token_digest
 from interlace_mcp.policy._db import redact_url
 from interlace_mcp.sandbox import parse_fault, run_sandbox
 from interlace_mcp.server import build_runtime, build_server, sandbox_state_path
@@ -485,13 +485,20 @@ async def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report.ok else 1
 
 
+def _agent_name_refused(name: str) -> bool:
+    """Print why ``name`` is not an agent name (token, revoke, freeze and unfreeze take only valid ones)."""
+    if is_agent_name(name):
+        return False
+    print(f"interlace-mcp: {name!r}: {AGENT_NAME_RULE}", file=sys.stderr)
+    return True
+
+
 def _agent_tokens(args: argparse.Namespace, settings: Settings) -> int:
+    if args.agents_command != "list" and _agent_name_refused(args.name):
+        return 2
     runtime = build_runtime(settings)
     ledger = runtime.ledger
     if args.agents_command == "token":
-        if not re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", args.name):
-            print("interlace-mcp: agent names are 1-64 chars of A-Z a-z 0-9 . _ : -", file=sys.stderr)
-            return 2
         token = "itl_agent_" + secrets.token_urlsafe(32)
         ledger.add_token(args.name, token_digest(token))
         print(token)
@@ -521,6 +528,8 @@ def _agent_tokens(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _agents(args: argparse.Namespace, settings: Settings) -> int:
+    if _agent_name_refused(args.name):
+        return 2
     freeze = args.agents_command == "freeze"
     async with _client(settings) as (_, runtime):
         await start(runtime)

@@ -94,6 +94,15 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("agent_id")
+    @classmethod
+    def _agent_name(cls, value: str) -> str:
+        from interlace_mcp.policy import AGENT_NAME_RULE, is_agent_name
+
+        if not is_agent_name(value):
+            raise ValueError(f"INTERLACE_AGENT_ID={value!r}: {AGENT_NAME_RULE}")
+        return value
+
     @field_validator("rate_limit_per_minute", "approval_ttl_seconds")
     @classmethod
     def _positive(cls, value: int) -> int:

@@ -235,3 +235,30 @@ async def test_csrf_field_is_on_every_form(tmp_path: Path) -> None:
     forms = [f for page in pages for f in re.findall(r"<form method=\"post\".*?</form>", page, re.S)]
     assert len(forms) >= 5
     assert all(csrf_of(form) == csrf for form in forms)
+
+
+async def test_agent_names_outside_the_rule_get_no_links_and_a_clear_400(tmp_path: Path) -> None:
+    """A legacy agent named `Legacy.Bot` (or `.`) is listed without a link; its page and kill switch answer 400
+    naming the rule and change nothing; a valid agent's page still works."""
+    app = make_app(tmp_path, create_sandbox_app())
+    rt = runtime_of(app)
+    rt.ledger.add_token("Legacy.Bot", token_digest("tok-legacy-0123456789"))
+    rt.ledger.add_token(".", token_digest("tok-dot-0123456789"))
+    async with in_process(app) as http:
+        csrf = await sign_in(http)
+        overview = await http.get("/dashboard")
+        pages = [await http.get(url) for url in ("/dashboard/agents/Legacy.Bot", "/dashboard/agents/%2E")]
+        switches = [
+            await http.post(url, data={"csrf": csrf})
+            for url in ("/dashboard/agents/Legacy.Bot/freeze", "/dashboard/agents/%2E/freeze")
+        ]
+        good = await http.get("/dashboard/agents/shopper")
+    assert overview.status_code == 200 and "Legacy.Bot" in overview.text
+    assert 'href="/dashboard/agents/Legacy.Bot"' not in overview.text
+    assert 'href="/dashboard/agents/."' not in overview.text
+    assert "^[a-z0-9][a-z0-9_-]{0,62}$" in overview.text
+    for response in (*pages, *switches):
+        assert response.status_code == 400, (response.request.url, response.status_code)
+        assert "^[a-z0-9][a-z0-9_-]{0,62}$" in response.text
+    assert rt.ledger.agent_frozen("Legacy.Bot") is None and rt.ledger.agent_frozen(".") is None
+    assert good.status_code == 200

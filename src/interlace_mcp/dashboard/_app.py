@@ -48,7 +48,7 @@ from interlace_mcp.client import InterlaceError, NotFoundError
 from interlace_mcp.config import Settings
 from interlace_mcp.dashboard import _views as views
 from interlace_mcp.money import format_amount
-from interlace_mcp.policy import Approval, token_digest
+from interlace_mcp.policy import AGENT_NAME_RULE, Approval, is_agent_name, token_digest
 from interlace_mcp.server._build import build_runtime, interlace_client, start
 from interlace_mcp.server._operator import decide_approval, set_agent_frozen
 from interlace_mcp.tools._runtime import Runtime
@@ -389,6 +389,9 @@ class Dashboard:
         name = request.path_params["agent"]
         pending = await self._pending()
         chrome = self._chrome(session, nonce, len(pending))
+        if not is_agent_name(name):
+            page = views.error_page("Not an agent name", f"{name!r}: {AGENT_NAME_RULE}.", nonce=nonce, chrome=chrome)
+            return HTMLResponse(page, status_code=400)
         if name not in await self._agents():
             page = views.error_page("Not found", f"No agent named {name!r}.", nonce=nonce, chrome=chrome)
             return HTMLResponse(page, status_code=404)
@@ -455,6 +458,8 @@ class Dashboard:
     async def _kill_switch(self, request: Request, session: Session, form: dict[str, str]) -> Response:
         agent = request.path_params["agent"]
         switch = request.path_params["switch"]
+        if not is_agent_name(agent):
+            return Response(f"{agent!r}: {AGENT_NAME_RULE}", status_code=400, media_type="text/plain")
         if switch not in ("freeze", "unfreeze") or agent not in await self._agents():
             return Response("not found", status_code=404, media_type="text/plain")
         reason = clean_text(form.get("reason", ""), 200) or None
