@@ -17,6 +17,7 @@ Sizes: 25-60 examples each by default; 10x with ``INTERLACE_TEST_FULL=1``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
@@ -62,17 +63,14 @@ def luhn_complete(body: str) -> str:
 
 
 @st.composite
-def grouped(draw: st.DrawFn, *, min_digits: int = 13, max_digits: int = 25, one_separator: bool = False) -> str:
-    """Digits split into random groups, joined by random separators (one kind, or mixed)."""
+def grouped(draw: st.DrawFn, *, min_digits: int = 13, max_digits: int = 25) -> str:
+    """Digits split into random groups, joined by random (mixed) separators."""
     n = draw(st.integers(min_digits, max_digits))
     digits = draw(st.text(alphabet="0123456789", min_size=n, max_size=n))
     if draw(st.booleans()):
         digits = luhn_complete(digits[:-1])
     cuts = sorted(draw(st.sets(st.integers(1, n - 1), max_size=min(6, n - 1))))
     groups = [digits[a:b] for a, b in zip([0, *cuts], [*cuts, n], strict=True)]
-    if one_separator:
-        sep = draw(st.sampled_from(SEPARATORS))
-        return sep.join(groups)
     out = groups[0]
     for group in groups[1:]:
         out += "".join(draw(st.lists(st.sampled_from(SEPARATORS), min_size=1, max_size=3))) + group
@@ -144,15 +142,39 @@ def test_card_number_shapes_in_free_text_are_always_refused(make_server: ServerF
     assert set(seen) == {"label", "memo", "merchant"}
 
 
+@st.composite
+def written_card(draw: st.DrawFn) -> tuple[str, str]:
+    """A Luhn-valid 13-19 digit number as people write it: plain, with single spaces/dashes anywhere, or a
+    4-digit group then 2-4 groups of 3-6 digits, joined by one repeated separator. Returns (text, digits)."""
+    n = draw(st.integers(13, 19))
+    digits = luhn_complete(draw(st.text(alphabet="0123456789", min_size=n - 1, max_size=n - 1)))
+    style = draw(st.sampled_from(["plain", "spaced", "grouped"]))
+    if style == "plain":
+        return digits, digits
+    if style == "spaced":
+        gaps = draw(st.lists(st.sampled_from(["", " ", "-"]), min_size=n - 1, max_size=n - 1))
+        return digits[0] + "".join(g + d for g, d in zip(gaps, digits[1:], strict=True)), digits
+    k = draw(st.integers(max(3, -(-(n - 4) // 6) + 1), min(5, (n - 4) // 3 + 1)))
+    sizes = [4] + [3] * (k - 1)
+    for _ in range(n - sum(sizes)):
+        sizes[draw(st.sampled_from([i for i in range(1, k) if sizes[i] < 6]))] += 1
+    sep = draw(st.sampled_from([*SEPARATORS, " / ", ". ", "--", " | "]))
+    cuts = [sum(sizes[:i]) for i in range(k + 1)]
+    return sep.join(digits[a:b] for a, b in itertools.pairwise(cuts)), digits
+
+
 @settings(max_examples=300 * SCALE, **COMMON)  # type: ignore[arg-type]
-@given(number=grouped(min_digits=13, max_digits=19, one_separator=True), before=st.text(alphabet="ab :=", max_size=8))
-def test_luhn_valid_numbers_with_any_one_separator_are_masked_in_logs(number: str, before: str) -> None:
-    """A Luhn-valid 13-19 digit number, grouped with one kind of separator, never survives the log filter."""
-    digits = "".join(ch for ch in number if ch.isdigit())
-    cleaned = redact(f"{before}{number} end")
-    if luhn_ok(digits):
-        assert number not in cleaned and f"[card ...{digits[-4:]}]" in cleaned, cleaned
-    assert cleaned.endswith(" end")
+@given(
+    card=written_card(), before=st.text(alphabet="ab :=[(", max_size=8), after=st.sampled_from(["", " end", ".", ","])
+)
+def test_luhn_valid_numbers_as_people_write_them_are_masked_in_logs(
+    card: tuple[str, str], before: str, after: str
+) -> None:
+    """A Luhn-valid 13-19 digit number, plain, spaced or grouped with one separator, never survives the log filter."""
+    number, digits = card
+    cleaned = redact(f"{before}{number}{after}")
+    assert number not in cleaned and f"[card ...{digits[-4:]}]" in cleaned, cleaned
+    assert cleaned.startswith(before) and cleaned.endswith(after)
 
 
 # ---- webhooks ------------------------------------------------------------------------------------
