@@ -68,7 +68,7 @@ class AgentTokenVerifier(TokenVerifier):
             agent = self.runtime.policies.current().agent_for_token_hash(digest)
         if agent is None:
             return None
-        if not is_agent_name(agent):  # minted before the rule: such an agent can be neither managed nor audited
+        if not is_agent_name(agent):  # minted before the rule: the dashboard and CLI could not manage it
             logger.warning("bearer token refused: its agent %r breaks the rule (%s)", agent[:80], AGENT_NAME_RULE)
             return None
         # subject as well as client_id: the SDK binds sessions and request state to the principal.
@@ -111,10 +111,9 @@ class JwtVerifier(TokenVerifier):
         except (jwt.PyJWTError, ValueError):
             return None
         subject = claims.get("sub")
-        if not is_agent_name(subject):
+        if not isinstance(subject, str) or not is_agent_name(subject):
             logger.warning("JWT refused: its sub %r is not an agent name (%s)", str(subject)[:80], AGENT_NAME_RULE)
             return None
-        assert isinstance(subject, str)
         scopes = claims.get("scope", "")
         return AccessToken(
             token=token,
