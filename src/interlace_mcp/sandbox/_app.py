@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -868,6 +869,16 @@ class _SandboxDispatcher:
             response.background = BackgroundTask(self._deliver, outbox)
         return response
 
+    async def tick(self) -> int:
+        """Settle what is due and deliver pending webhooks now (the ticker's step); returns how many settled."""
+        async with self.lock:
+            settled = self.state.settle_due()
+            if settled:
+                self._save()
+            outbox = self.state.take_outbox()
+        await self._deliver(outbox)
+        return len(settled)
+
     async def _deliver(self, envelopes: list[WebhookEnvelope]) -> None:
         """Hand webhooks to the sinks and the configured URL; never raises."""
         await self.state.deliver_webhooks(envelopes, transport=self.webhook_transport)
@@ -907,6 +918,7 @@ def create_sandbox_app(
     webhook_url: str | None = None,
     webhook_transport: httpx.AsyncBaseTransport | None = None,
     webhook_sink: WebhookSink | None = None,
+    tick_seconds: float | None = None,
 ) -> Starlette:
     """Build the emulator app. ``app.state.sandbox`` is the live :class:`SandboxState`.
 
@@ -914,6 +926,9 @@ def create_sandbox_app(
     given) and saved after every mutating request. ``webhook_transport`` lets tests capture
     webhook deliveries without a real receiver; ``webhook_sink`` (see
     :meth:`SandboxState.add_webhook_sink`) receives every signed webhook in-process, without HTTP.
+    ``tick_seconds`` (a served emulator: ``interlace-mcp sandbox``) settles due authorizations and
+    delivers their webhooks that often even when no request comes in; without it, settlement happens
+    on the next request. ``app.state.sandbox_tick`` runs one such step on demand.
     """
     if state is None:
         if state_path is not None and Path(state_path).exists():
@@ -930,6 +945,27 @@ def create_sandbox_app(
         state, Path(state_path) if state_path is not None else None, webhook_url, webhook_transport
     )
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-    app = Starlette(routes=[Route("/{path:path}", dispatcher, methods=methods)])
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        if tick_seconds is None:
+            yield
+            return
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_ticker, dispatcher, tick_seconds)
+            yield
+            tg.cancel_scope.cancel()
+
+    app = Starlette(routes=[Route("/{path:path}", dispatcher, methods=methods)], lifespan=lifespan)
     app.state.sandbox = state
+    app.state.sandbox_tick = dispatcher.tick
     return app
+
+
+async def _ticker(dispatcher: _SandboxDispatcher, seconds: float) -> None:
+    while True:
+        await anyio.sleep(seconds)
+        try:
+            await dispatcher.tick()
+        except Exception as exc:  # the ticker must outlive one bad step
+            logger.warning("sandbox: settlement tick failed (%s)", type(exc).__name__)
