@@ -15,6 +15,7 @@ The lifecycle follows interlace-api.md 4.13 and section 7:
 
 from __future__ import annotations
 
+import math
 import secrets
 import uuid
 from decimal import Decimal
@@ -75,6 +76,8 @@ class AuthorizationsMixin(CardsMixin, WebhooksMixin):
             self.movements.append(Movement("purchase", "", amount))
             settle_at = self.now() + self.config.settle_after_seconds
             tx = self._add_card_tx(card, TX_CONSUMPTION, "PENDING", amount, "", settle_at=settle_at, merchant=merchant)
+            self._pending_index()[tx.id] = tx
+            self._next_due = min(self._next_due, settle_at)
         else:
             decline = DECLINES[reason]
             tx = self._add_card_tx(
@@ -143,16 +146,30 @@ class AuthorizationsMixin(CardsMixin, WebhooksMixin):
         # transactions saved before settlement existed clear as if made with today's setting
         return tx.create_time / 1000 + self.config.settle_after_seconds
 
+    def _pending_index(self) -> dict[str, CardTransaction]:
+        # Every request asks what is due: keep the pending authorizations apart instead of scanning
+        # every transaction. A replaced table (load, reset) rebuilds the index.
+        if self._pending_source is not self.card_transactions:
+            self._pending_by_id = {
+                t.id: t for t in self.card_transactions.values() if t.type == TX_CONSUMPTION and t.status == "PENDING"
+            }
+            self._pending_source = self.card_transactions
+            self._next_due = min(map(self._settle_deadline, self._pending_by_id.values()), default=math.inf)
+        return self._pending_by_id
+
     def _pending_authorizations(self) -> list[CardTransaction]:
-        pending = [t for t in self.card_transactions.values() if t.type == TX_CONSUMPTION and t.status == "PENDING"]
-        return sorted(pending, key=lambda t: t.seq)
+        return sorted(self._pending_index().values(), key=lambda t: t.seq)
 
     def settle_due(self) -> list[CardTransaction]:
         """Clear every approved authorization whose settlement time has come (oldest first)."""
+        pending = self._pending_index()
         now = self.now()
-        due = [t for t in self._pending_authorizations() if self._settle_deadline(t) <= now]
+        if now < self._next_due:  # the common case, answered without looking at any transaction
+            return []
+        due = sorted((t for t in pending.values() if self._settle_deadline(t) <= now), key=lambda t: t.seq)
         for tx in due:
             self._settle(tx, "CLOSED")
+        self._next_due = min(map(self._settle_deadline, pending.values()), default=math.inf)
         return due
 
     def settle(
@@ -193,6 +210,7 @@ class AuthorizationsMixin(CardsMixin, WebhooksMixin):
             target.available += tx.amount
             self.movements.append(Movement("purchase_reversal", "", tx.amount))
             tx.remark = "authorization reversed"
+        self._pending_index().pop(tx.id, None)
         tx.status = status
         tx.settle_at = None
         tx.update_time = self.now_ms()

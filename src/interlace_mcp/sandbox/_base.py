@@ -69,6 +69,11 @@ class StateBase:
     #: emitted, not yet handed to the delivery task
     webhook_outbox: list[WebhookEnvelope]
     webhook_sinks: list[WebhookSink]
+    #: approved authorizations not yet settled, by id (rebuilt whenever card_transactions is replaced)
+    _pending_by_id: dict[str, CardTransaction]
+    _pending_source: object
+    #: the earliest settlement deadline among them (inf = none)
+    _next_due: float
     _seq: int
 
     def __init__(self, *, clock: Callable[[], float] | None = None) -> None:
@@ -97,6 +102,9 @@ class StateBase:
         self.webhooks = []
         self.webhook_outbox = []
         self.webhook_sinks = []
+        self._pending_by_id = {}
+        self._pending_source = None
+        self._next_due = float("inf")
         self._seq = 0
 
     # ---- clock and ids ---------------------------------------------------------------------------
