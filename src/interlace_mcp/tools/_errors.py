@@ -4,12 +4,18 @@ A refusal is *returned* as an error result (not raised) so its text starts with 
 without the SDK's "Error executing tool X: " prefix (mcp-sdk-notes section 7.3). It never echoes raw
 upstream bodies, secrets or card data: client errors are already sanitized, and we add only their
 code and message.
+
+An error result carries no ``structuredContent``: strict clients (the MCP Inspector) validate any
+structured content against the tool's output schema, which describes a *result*, so a refusal shaped
+differently showed as a schema error instead of its text. The text carries the code
+(``[code] sentence``; ``refusal_code`` reads it back for the audit log).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
@@ -27,7 +33,7 @@ from interlace_mcp.client import (
 )
 from interlace_mcp.policy import Refused, RequestConflict, Violation, refusal_text
 
-__all__ = ["Refusal", "not_found", "refusal_from_upstream", "returns_refusals"]
+__all__ = ["Refusal", "not_found", "refusal_code", "refusal_from_upstream", "returns_refusals"]
 
 logger = logging.getLogger("interlace_mcp.tools")
 
@@ -47,15 +53,18 @@ class Refusal(Exception):
         return cls([Violation(code, message, data)])
 
     def result(self) -> CallToolResult:
-        first = self.violations[0]
-        return CallToolResult(
-            is_error=True,
-            content=[TextContent(type="text", text=str(self))],
-            structured_content={
-                "code": first.code,
-                "rules": [{"code": v.code, "message": v.message, **v.data} for v in self.violations],
-            },
-        )
+        """The error result: the ``[code] ...`` text only (no structured content; see the module doc)."""
+        return CallToolResult(is_error=True, content=[TextContent(type="text", text=str(self))])
+
+
+_CODE = re.compile(r"\[([a-z_]+)\]")
+
+
+def refusal_code(result: CallToolResult) -> str:
+    """The code an error result's text starts with (``[daily_limit] ...`` -> ``daily_limit``), else ``error``."""
+    first = result.content[0] if result.content else None
+    match = _CODE.match(first.text) if isinstance(first, TextContent) else None
+    return match.group(1) if match else "error"
 
 
 def not_found(kind: str, ident: str) -> Refusal:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from interlace_mcp.policy import tool_violation
 from interlace_mcp.tools import account, cards, spend, transfers
-from interlace_mcp.tools._errors import Refusal, returns_refusals
+from interlace_mcp.tools._errors import Refusal, refusal_code, returns_refusals
 from interlace_mcp.tools._results import MoneyMovement
 from interlace_mcp.tools._runtime import runtime_of
 
@@ -159,8 +159,7 @@ def _audit_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def _outcome(result: Any) -> str:
     if isinstance(result, CallToolResult) and result.is_error:
-        code = (result.structured_content or {}).get("code", "error")
-        return f"refused:{code}"
+        return f"refused:{refusal_code(result)}"
     status = getattr(result, "status", None)
     return f"ok:{status}" if isinstance(status, str) else "ok"
 
@@ -205,7 +204,9 @@ async def validation_errors(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]
         detail = detail.split(" [type=", 1)[0].removeprefix("Value error, ")
         problems.append(f"{field}: {detail}")
     message = "[validation_error] " + "; ".join(problems) + "; nothing was changed"
-    return {**result, "content": [{"type": "text", "text": message}], "structuredContent": {"code": "validation_error"}}
+    # No structuredContent on an error result (tools/_errors.py says why); the text carries the code.
+    result = {key: value for key, value in result.items() if key != "structuredContent"}
+    return {**result, "content": [{"type": "text", "text": message}]}
 
 
 def _argument_list(tool: Tool) -> str:
