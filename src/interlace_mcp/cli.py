@@ -26,7 +26,7 @@ from interlace_mcp.audit import AuditLog
 from interlace_mcp.client import InterlaceClient, InterlaceError
 from interlace_mcp.config import SECRET_SETTINGS, ConfigError, Settings, check_startup, load_settings, mask_url
 from interlace_mcp.money import AmountError, format_amount, parse_amount
-from interlace_mcp.policy import PolicyError, token_digest
+from interlace_mcp.policy import AGENT_NAME_RULE, PolicyError, is_agent_name, token_digest
 from interlace_mcp.sandbox import SandboxState, parse_fault, run_sandbox
 from interlace_mcp.server import build_runtime, build_server, sandbox_state_path
 from interlace_mcp.server._build import interlace_client, start
@@ -100,7 +100,15 @@ def _parser() -> argparse.ArgumentParser:
     purchase.add_argument("--card", required=True, help="card id")
     purchase.add_argument("--amount", required=True, help='amount, e.g. "12.50"')
     purchase.add_argument("--merchant", default=None)
-    purchase.add_argument("--mcc", default=None)
+    purchase.add_argument("--mcc", default=None, help="merchant category code (4 digits)")
+    purchase.add_argument("--three-ds", action="store_true", help="3-D Secure: the issuer sends a CARD.3DS.OTP first")
+    deposit = sandbox_sub.add_parser("deposit", help="simulate an on-chain stablecoin deposit into the wallet")
+    deposit.add_argument("--amount", required=True, help='amount, e.g. "100.00"')
+    deposit.add_argument("--currency", default="USDC", choices=["USDC", "USDT"])
+    deposit.add_argument("--chain", default=None, help="chain of the deposit address (default ETH)")
+    settle = sandbox_sub.add_parser("settle", help="settle pending sandbox card authorizations now")
+    settle.add_argument("--card", default=None, help="only this card's")
+    settle.add_argument("--transaction", default=None, help="only this authorization")
 
     sub.add_parser("check", help="validate settings and policy; print resolved values and tools per agent")
 
@@ -343,6 +351,10 @@ def _run_http(app: Any, host: str, port: int, settings: Settings, *, grace_secon
 def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
     if args.sandbox_command == "simulate-purchase":
         return anyio.run(_simulate_purchase, args, settings)
+    if args.sandbox_command == "deposit":
+        return anyio.run(_sandbox_deposit, args, settings)
+    if args.sandbox_command == "settle":
+        return anyio.run(_sandbox_settle, args, settings)
     if args.reset:
         path = sandbox_state_path(settings)
         SandboxState().save(path)
@@ -370,16 +382,53 @@ async def _simulate_purchase(args: argparse.Namespace, settings: Settings) -> in
     async with _client(settings) as (client, _):
         try:
             txn = await client.simulate_authorization(
-                card_id=args.card, amount=amount, merchant_name=args.merchant, mcc=args.mcc
+                card_id=args.card, amount=amount, merchant_name=args.merchant, mcc=args.mcc, three_ds=args.three_ds
             )
         except InterlaceError as exc:
             print(f"interlace-mcp: simulate-purchase failed: {exc}", file=sys.stderr)
             return 1
-    verdict = "approved" if txn.status != "FAIL" else f"declined: {txn.remark}"
+    code = f" (code {txn.decline_code})" if txn.decline_code else ""
+    verdict = "approved" if txn.status != "FAIL" else f"declined: {txn.remark}{code}"
     print(
         f"{format_amount(amount)} USD at {args.merchant or 'a merchant'} on card {args.card}: {verdict}"
         f" (transaction {txn.id})"
     )
+    return 0
+
+
+async def _sandbox_deposit(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        amount = parse_amount(args.amount)
+    except AmountError as exc:
+        print(f"interlace-mcp: --amount: {exc}", file=sys.stderr)
+        return 2
+    async with _client(settings) as (client, _):
+        try:
+            deposit = await client.sandbox_deposit(amount=amount, currency=args.currency, chain=args.chain)
+            wallet = await client.get_crypto_wallet(deposit.wallet_id or "")
+        except InterlaceError as exc:
+            print(f"interlace-mcp: deposit failed (sandbox only): {exc}", file=sys.stderr)
+            return 1
+    balance = wallet.balance(args.currency)
+    now = f"; wallet balance {balance.available} {args.currency}" if balance is not None else ""
+    print(
+        f"deposited {format_amount(amount)} {args.currency} on {deposit.chain} to {deposit.address} "
+        f"(wallet {wallet.id}){now}"
+    )
+    return 0
+
+
+async def _sandbox_settle(args: argparse.Namespace, settings: Settings) -> int:
+    async with _client(settings) as (client, _):
+        try:
+            settled = await client.sandbox_settle(card_id=args.card, transaction_id=args.transaction)
+        except InterlaceError as exc:
+            print(f"interlace-mcp: settle failed (sandbox only): {exc}", file=sys.stderr)
+            return 1
+    for txn in settled:
+        print(f"settled {format_amount(txn.amount)} USD on card {txn.card_id} (transaction {txn.id})")
+    if not settled:
+        print("nothing was pending")
     return 0
 
 
@@ -580,13 +629,20 @@ async def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report.ok else 1
 
 
+def _agent_name_refused(name: str) -> bool:
+    """Print why ``name`` is not an agent name (token, revoke, freeze and unfreeze take only valid ones)."""
+    if is_agent_name(name):
+        return False
+    print(f"interlace-mcp: {name!r}: {AGENT_NAME_RULE}", file=sys.stderr)
+    return True
+
+
 def _agent_tokens(args: argparse.Namespace, settings: Settings) -> int:
+    if args.agents_command != "list" and _agent_name_refused(args.name):
+        return 2
     runtime = build_runtime(settings)
     ledger = runtime.ledger
     if args.agents_command == "token":
-        if not re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", args.name):
-            print("interlace-mcp: agent names are 1-64 chars of A-Z a-z 0-9 . _ : -", file=sys.stderr)
-            return 2
         token = "itl_agent_" + secrets.token_urlsafe(32)
         ledger.add_token(args.name, token_digest(token))
         print(token)
@@ -616,6 +672,8 @@ def _agent_tokens(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _agents(args: argparse.Namespace, settings: Settings) -> int:
+    if _agent_name_refused(args.name):
+        return 2
     freeze = args.agents_command == "freeze"
     async with _client(settings) as (_, runtime):
         await start(runtime)

@@ -53,8 +53,6 @@ _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 TOOLSETS = ("cards", "transfers", "account", "spend")
 #: Settings whose values are never shown (messages, ``check``).
 SECRET_SETTINGS = frozenset({"client_secret", "webhook_secret", "audit_hmac_key", "request_state_key"})
-#: The agent-name rule (DESIGN 13, hardening).
-AGENT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 #: How to fix each setting, in words (the second half of every settings error).
 FIXES: dict[str, str] = {
@@ -222,6 +220,15 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("agent_id")
+    @classmethod
+    def _agent_name(cls, value: str) -> str:
+        from interlace_mcp.policy import AGENT_NAME_RULE, is_agent_name
+
+        if not is_agent_name(value):
+            raise ValueError(f"INTERLACE_AGENT_ID={value!r}: {AGENT_NAME_RULE}")
+        return value
+
     @field_validator("rate_limit_per_minute", "approval_ttl_seconds")
     @classmethod
     def _positive(cls, value: int) -> int:
@@ -284,13 +291,6 @@ class Settings(BaseSettings):
             raise ValueError("has leading or trailing spaces or control characters (a copy-paste slip?)")
         if info.field_name != "client_secret" and len(raw) < 16:
             raise ValueError("is shorter than 16 characters")
-        return value
-
-    @field_validator("agent_id")
-    @classmethod
-    def _agent_name(cls, value: str) -> str:
-        if not AGENT_NAME.fullmatch(value):
-            raise ValueError("is not a valid agent name")
         return value
 
     @field_validator("database_url")
@@ -385,7 +385,9 @@ def load_settings(flags: Mapping[str, Any] | None = None, **kwargs: Any) -> Sett
         first = errors[0]
         field = str(first["loc"][0]) if first["loc"] else ""
         if first["type"] == "value_error":
-            reason = str(first["msg"]).removeprefix("Value error, ")
+            # A validator may name the variable and value itself: say them once.
+            reason = str(first["msg"]).removeprefix("Value error, ").removeprefix(f"{env_name(field)}=")
+            reason = reason.removeprefix(f"{first.get('input')!r}: ")
         elif first["type"] == "literal_error":
             reason = f"is not one of {first.get('ctx', {}).get('expected', 'the allowed values')}"
         else:

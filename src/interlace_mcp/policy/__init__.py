@@ -20,6 +20,8 @@ from interlace_mcp.policy._ledger import (
     refusal_text,
 )
 from interlace_mcp.policy._policy import (
+    AGENT_NAME_PATTERN,
+    AGENT_NAME_RULE,
     BUILTIN_DEFAULTS,
     SANDBOX_PAYEE,
     AgentPolicy,
@@ -28,6 +30,7 @@ from interlace_mcp.policy._policy import (
     Policy,
     PolicyError,
     builtin_policy,
+    is_agent_name,
     load_policy,
     parse_policy,
     token_digest,
@@ -35,6 +38,8 @@ from interlace_mcp.policy._policy import (
 from interlace_mcp.policy._windows import window_keys
 
 __all__ = [
+    "AGENT_NAME_PATTERN",
+    "AGENT_NAME_RULE",
     "BUILTIN_DEFAULTS",
     "SANDBOX_PAYEE",
     "AgentPolicy",
@@ -54,6 +59,7 @@ __all__ = [
     "WindowStatus",
     "builtin_policy",
     "frozen_violation",
+    "is_agent_name",
     "load_policy",
     "parse_policy",
     "payee_violation",
