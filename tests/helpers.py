@@ -13,6 +13,7 @@ import pytest
 import uvicorn
 from mcp import Client
 from mcp.server import MCPServer
+from mcp.types import CallToolResult
 from starlette.applications import Starlette
 
 from interlace_mcp.app import Runtime
@@ -62,13 +63,19 @@ async def call(c: Client, tool: str, args: dict[str, Any]) -> dict[str, Any]:
     return result.structured_content
 
 
-async def refuse(c: Client, tool: str, args: dict[str, Any]) -> str:
-    """Call a tool that must fail; return the error text."""
-    result = await c.call_tool(tool, args)
+def error_text(result: CallToolResult) -> str:
+    """The text of an error result, which is all it carries (no structured content: strict clients validate
+    structured content against the tool's output schema, which describes results, not refusals)."""
     assert result.is_error, result.structured_content
+    assert result.structured_content is None, result.structured_content
     text = result.content[0].text  # type: ignore[union-attr]
     assert isinstance(text, str)
     return text
+
+
+async def refuse(c: Client, tool: str, args: dict[str, Any]) -> str:
+    """Call a tool that must fail; return the error text."""
+    return error_text(await c.call_tool(tool, args))
 
 
 def free_port() -> int:

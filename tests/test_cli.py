@@ -14,6 +14,7 @@ from interlace_mcp.app import sandbox_state_path
 from interlace_mcp.cli import main
 from interlace_mcp.config import Settings
 from interlace_mcp.policy import Ledger, token_digest
+from interlace_mcp.sandbox import SandboxState
 from interlace_mcp.server import build_server
 
 pytestmark = pytest.mark.anyio
@@ -113,7 +114,7 @@ async def test_audit_hmac_key_setting_macs_every_record(
         await call(c, "issue_card", {"amount": "2.00", "request_id": "m"})
     assert b"key-kept-outside" not in (state / "interlace-mcp.sqlite3").read_bytes()
     assert main(["audit", "verify"]) == 0
-    monkeypatch.setenv("INTERLACE_AUDIT_HMAC_KEY", "some-other-key")
+    monkeypatch.setenv("INTERLACE_AUDIT_HMAC_KEY", "some-other-key-of-16+-chars")
     assert main(["audit", "verify"]) == 1
     assert "TAMPERED" in capsys.readouterr().out
 
@@ -141,3 +142,144 @@ def test_serve_workers_refuses_the_embedded_sandbox_and_a_bad_count(
     assert "--workers needs a shared upstream" in capsys.readouterr().err
     assert main(["serve", "--transport", "http", "--workers", "0"]) == 2
     assert "--workers must be 1 or more" in capsys.readouterr().err
+
+
+# ---- flags: global ones anywhere, contradictions refused, sandbox --reset ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--read-only", "check"], "read-only"),
+        (["check", "--read-only"], "unknown"),  # check has no --read-only of its own: a usage error
+        (["--toolsets", "spend", "check"], "spend"),
+    ],
+)
+def test_global_flags_apply_to_the_command_after_them(
+    state: Path, argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--read-only / --toolsets before a command configure it; after one other than serve: a usage error."""
+    if expected == "unknown":
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "unrecognized arguments: --read-only" in err
+        return
+    assert main(argv) == 0
+    tools = next(line for line in capsys.readouterr().out.splitlines() if "enabled tools" in line)
+    if expected == "read-only":
+        assert "get_card" in tools and "issue_card" not in tools and "freeze_card" not in tools
+    else:
+        assert tools.split(" = ")[1] == "get_spend_status"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--read-only"],
+        ["serve", "--read-only"],
+        ["--read-only", "serve"],
+        ["--toolsets", "spend,account", "--read-only"],
+    ],
+    ids=" ".join,
+)
+async def test_global_flags_work_with_or_without_serve(tmp_path: Path, argv: list[str]) -> None:
+    """The installed command over stdio: `interlace-mcp --read-only` serves only read-only tools, like serve does."""
+    from mcp import StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    from e2e.support import child_env, interlace_command
+
+    command = interlace_command(*argv)
+    params = StdioServerParameters(command=command[0], args=command[1:], env=child_env(tmp_path / "s"), cwd=tmp_path)
+    with (tmp_path / "stderr").open("w") as errlog, anyio.fail_after(30):
+        async with Client(stdio_client(params, errlog=errlog)) as c:
+            tools = (await c.list_tools()).tools
+    assert tools and all(t.annotations and t.annotations.read_only_hint for t in tools)
+    names = {t.name for t in tools}
+    if "--toolsets" in argv:
+        assert names == {"get_spend_status", "get_balance", "get_request_status"}
+    else:
+        assert {"get_card", "list_cards", "get_spend_status"} <= names and "issue_card" not in names
+
+
+@pytest.mark.parametrize(
+    ("argv", "flags"),
+    [
+        (["serve", "--port", "19243"], "--port"),
+        (["--port", "19243"], "--port"),
+        (["serve", "--transport", "stdio", "--port", "19243"], "--port"),
+        (["serve", "--host", "0.0.0.0"], "--host"),
+        (["serve", "--auth", "none"], "--auth"),
+        (["serve", "--workers", "2"], "--workers"),
+        (["sandbox", "--reset", "--port", "8766"], "--port"),
+        (["sandbox", "--reset", "--fault", "/open-api/v3/cards/transfer-in:error"], "--fault"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else "",
+)
+def test_contradictory_flags_are_one_line_errors(
+    state: Path, argv: list[str], flags: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Flags that would be silently ignored (a port on stdio; serving flags with --reset): exit 2, one line."""
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and flags in lines[0], captured.err
+    assert not state.exists() or not (state / "interlace-mcp.sqlite3").exists()  # nothing started
+
+
+def test_usage_errors_are_one_line(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown flag or command: exit 2 and one line pointing at --help (not argparse's usage block)."""
+    for argv in (["--bogus"], ["serv"], ["serve", "--transport", "carrier-pigeon"]):
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--help" in err, err
+
+
+async def test_sandbox_reset_wipes_the_emulator_state_and_exits(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """sandbox --reset: the embedded emulator's cards are gone and the seeds are back; the command returns."""
+    async with Client(server()) as c:
+        await call(c, "issue_card", {"amount": "9.00", "request_id": "before-reset"})
+    path = sandbox_state_path(Settings(_env_file=None))  # type: ignore[call-arg]
+    assert SandboxState.load(path).snapshot() != SandboxState().snapshot()
+    with anyio.fail_after(30):
+        assert await anyio.to_thread.run_sync(main, ["sandbox", "--reset"]) == 0
+    assert str(path) in capsys.readouterr().out
+    assert SandboxState.load(path).snapshot() == SandboxState().snapshot()
+
+
+@pytest.mark.slow
+def test_sandbox_without_reset_still_serves_the_emulator(tmp_path: Path) -> None:
+    """interlace-mcp sandbox --port N keeps serving (the control API answers) until stopped."""
+    import subprocess
+
+    import httpx
+
+    from e2e.support import child_env, free_port, interlace_command, wait_for_port
+
+    port = free_port()
+    output = tmp_path / "out"
+    with output.open("wb") as out:
+        proc = subprocess.Popen(
+            interlace_command("sandbox", "--port", str(port)),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=child_env(tmp_path / "state"),
+            cwd=tmp_path,
+        )
+        try:
+            wait_for_port(port, proc, output)
+            response = httpx.get(f"http://127.0.0.1:{port}/_sandbox/state", timeout=10)
+            assert response.status_code == 200 and proc.poll() is None
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+    assert f"http://127.0.0.1:{port}" in output.read_text()

@@ -1,6 +1,6 @@
 """The layering holds: no import runs upward or in a circle, no package reaches into another's private modules.
 
-Ground up (DESIGN section 13, "Money path"): ``money``, logging -> ``client``, ``policy``, ``sandbox`` ->
+Ground up (DESIGN section 13, "Money path"): ``money``, logging, ``metrics`` -> ``client``, ``policy``, ``sandbox`` ->
 ``audit``, ``config`` -> ``operations`` -> ``app`` -> ``tools`` -> ``dashboard`` -> ``server`` -> ``cli``.
 Every import in ``src/`` is read from the source (also those inside functions and under TYPE_CHECKING).
 """
@@ -21,6 +21,7 @@ RANKS = {
     "money": 0,
     "_logging": 0,
     "_crash": 0,
+    "metrics": 0,  # Prometheus metrics: imports nothing of ours
     "client": 1,
     "policy": 1,
     "sandbox": 1,
@@ -35,7 +36,19 @@ RANKS = {
     "__main__": 9,
 }
 #: Units that must never import the MCP SDK (the protocol lives in tools/ and above).
-NO_MCP = {"money", "_logging", "_crash", "client", "policy", "sandbox", "audit", "config", "operations", "app"}
+NO_MCP = {
+    "money",
+    "_logging",
+    "_crash",
+    "metrics",
+    "client",
+    "policy",
+    "sandbox",
+    "audit",
+    "config",
+    "operations",
+    "app",
+}
 
 
 def _module_name(path: Path) -> str:

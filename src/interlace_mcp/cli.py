@@ -16,10 +16,9 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
-from pydantic import ValidationError
 
 from interlace_mcp import __version__
 from interlace_mcp._logging import configure_logging
@@ -35,10 +34,18 @@ from interlace_mcp.app import (
 )
 from interlace_mcp.audit import AuditLog
 from interlace_mcp.client import InterlaceClient, InterlaceError
-from interlace_mcp.config import ConfigError, Settings
+from interlace_mcp.config import SECRET_SETTINGS, ConfigError, Settings, check_startup, load_settings, mask_url
 from interlace_mcp.money import AmountError, format_amount, parse_amount
-from interlace_mcp.policy import PolicyError, cards, private_dir, redact_url, reports, token_digest
-from interlace_mcp.sandbox import parse_fault, run_sandbox
+from interlace_mcp.policy import (
+    AGENT_NAME_RULE,
+    PolicyError,
+    cards,
+    is_agent_name,
+    private_dir,
+    reports,
+    token_digest,
+)
+from interlace_mcp.sandbox import SandboxState, parse_fault, run_sandbox
 from interlace_mcp.server import build_server
 from interlace_mcp.tools import select_tools
 
@@ -53,33 +60,53 @@ __all__ = ["main"]
 logger = logging.getLogger("interlace_mcp.cli")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2), like every other startup error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _global_flags(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    """--read-only / --toolsets: before or after the command (``interlace-mcp --read-only`` serves)."""
+    parser.add_argument(
+        "--read-only", action="store_true", default=default, help="register only read-only tools (INTERLACE_READ_ONLY)"
+    )
+    parser.add_argument(
+        "--toolsets", default=default, help="comma list of toolsets: cards,transfers,account,spend (INTERLACE_TOOLSETS)"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="interlace-mcp",
-        description="MCP server that lets AI agents spend money safely through Interlace.",
+        description="MCP server that lets AI agents spend money safely through Interlace. "
+        "Without a command it serves (same options as serve).",
     )
     p.add_argument("--version", action="version", version=f"interlace-mcp {__version__}")
-    sub = p.add_subparsers(dest="command")
+    _global_flags(p, default=None)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the MCP server (default: stdio)")
     serve.add_argument("--transport", choices=["stdio", "sse", "http"], default="stdio")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8765)
-    serve.add_argument("--auth", choices=["token", "jwt", "none"], default=None)
-    serve.add_argument("--read-only", action="store_true", default=None, help="register only read-only tools")
-    serve.add_argument("--toolsets", default=None, help="comma list of toolsets: cards,transfers,account,spend")
+    # None = not given: on stdio a host, port or auth mode would be silently ignored, so they are errors.
+    serve.add_argument("--host", default=None, help="HTTP/SSE only (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="HTTP/SSE only (default 8765)")
+    serve.add_argument("--auth", choices=["token", "jwt", "none"], default=None, help="HTTP/SSE only (default token)")
     serve.add_argument(
         "--workers",
         type=int,
-        default=1,
+        default=None,
         metavar="N",
-        help="HTTP/SSE: N server processes sharing the port and the database (limits hold across them)",
+        help="HTTP/SSE only: N server processes sharing the port and the database (limits hold across them; default 1)",
     )
+    # SUPPRESS: a flag given before the command is not reset by the subcommand's default.
+    _global_flags(serve, default=argparse.SUPPRESS)
 
     sandbox = sub.add_parser("sandbox", help="run the Interlace emulator alone on a port")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=8766)
-    sandbox.add_argument("--reset", action="store_true", help="wipe the emulator state first")
+    sandbox.add_argument("--host", default=None, help="default 127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=None, help="default 8766")
+    sandbox.add_argument("--reset", action="store_true", help="wipe the emulator state back to its seeds and exit")
     sandbox.add_argument(
         "--fault",
         action="append",
@@ -94,7 +121,15 @@ def _parser() -> argparse.ArgumentParser:
     purchase.add_argument("--card", required=True, help="card id")
     purchase.add_argument("--amount", required=True, help='amount, e.g. "12.50"')
     purchase.add_argument("--merchant", default=None)
-    purchase.add_argument("--mcc", default=None)
+    purchase.add_argument("--mcc", default=None, help="merchant category code (4 digits)")
+    purchase.add_argument("--three-ds", action="store_true", help="3-D Secure: the issuer sends a CARD.3DS.OTP first")
+    deposit = sandbox_sub.add_parser("deposit", help="simulate an on-chain stablecoin deposit into the wallet")
+    deposit.add_argument("--amount", required=True, help='amount, e.g. "100.00"')
+    deposit.add_argument("--currency", default="USDC", choices=["USDC", "USDT"])
+    deposit.add_argument("--chain", default=None, help="chain of the deposit address (default ETH)")
+    settle = sandbox_sub.add_parser("settle", help="settle pending sandbox card authorizations now")
+    settle.add_argument("--card", default=None, help="only this card's")
+    settle.add_argument("--transaction", default=None, help="only this authorization")
 
     sub.add_parser("check", help="validate settings and policy; print resolved values and tools per agent")
 
@@ -154,29 +189,96 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """Settings given as flags (they win over env and .env)."""
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags (they win over the environment)."""
     overrides: dict[str, Any] = {}
     if getattr(args, "read_only", None):
         overrides["read_only"] = True
-    if getattr(args, "toolsets", None):
+    if getattr(args, "toolsets", None) is not None:
         overrides["toolsets"] = args.toolsets
     return overrides
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    return Settings(**_overrides(args))
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """Parse; without a command the arguments are serve's (``interlace-mcp --transport http`` serves HTTP)."""
+    takes_value = {
+        option
+        for action in [*parser._actions, *_serve_parser(parser)._actions]
+        if action.nargs != 0 and action.option_strings
+        for option in action.option_strings
+    }
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            break
+        if not token.startswith("-"):
+            return parser.parse_args(args)  # the first positional is the command (argparse checks it)
+        i += 2 if token in takes_value else 1
+    if any(token in ("-h", "--help", "--version") for token in args):
+        return parser.parse_args(args)
+    return parser.parse_args(["serve", *args])
+
+
+def _serve_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    serve: argparse.ArgumentParser = subparsers.choices["serve"]
+    return serve
+
+
+def _contradictions(args: argparse.Namespace) -> str | None:
+    """Flags that cannot all apply (they would be silently ignored): the one-line reason, or None."""
+    if args.command == "serve" and args.transport == "stdio":
+        given = [
+            flag
+            for flag, value in (
+                ("--port", args.port),
+                ("--host", args.host),
+                ("--auth", args.auth),
+                ("--workers", args.workers),
+            )
+            if value is not None
+        ]
+        if given:
+            return (
+                f"serve: {' and '.join(given)} only {'applies' if len(given) == 1 else 'apply'} to --transport http "
+                "or sse (stdio has no "
+                f"{'port' if given == ['--port'] else 'network listener'}); add --transport http, or drop "
+                f"{' and '.join(given)}"
+            )
+    if args.command == "sandbox" and args.reset and args.sandbox_command is None:
+        serving = [
+            flag
+            for flag, given in (
+                ("--host", args.host is not None),
+                ("--port", args.port is not None),
+                ("--fault", bool(args.fault)),
+                ("--latency-ms", bool(args.latency_ms)),
+            )
+            if given
+        ]
+        if serving:
+            return (
+                f"sandbox: --reset wipes the emulator state and exits, so {' and '.join(serving)} would be ignored; "
+                "run interlace-mcp sandbox --reset first, then interlace-mcp sandbox with the other flags"
+            )
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    command = args.command or "serve"
-    if args.command is None:
-        args = _parser().parse_args(["serve", *(argv or [])])
+    args = _parse(_parser(), sys.argv[1:] if argv is None else argv)
+    command = args.command
+    problem = _contradictions(args)
+    if problem:
+        print(f"interlace-mcp: {problem}", file=sys.stderr)
+        return 2
     try:
-        settings = _settings(args)
-    except ValidationError as exc:
-        print(f"interlace-mcp: invalid setting: {exc}", file=sys.stderr)
+        settings = load_settings(_flags(args))
+        # The emulator alone never opens the database; every other command does.
+        check_startup(settings, database=command != "sandbox")
+    except ConfigError as exc:
+        print(f"interlace-mcp: {exc}", file=sys.stderr)
         return 2
     secret = settings.client_secret.get_secret_value() if settings.client_secret else ""
     configure_logging(settings.log_level, settings.log_format, secrets=[secret])
@@ -205,8 +307,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _operators(args, settings)
         if command == "dashboard":
             return _dashboard(args, settings)
-    except (ConfigError, PolicyError) as exc:
+    except ConfigError as exc:
         print(f"interlace-mcp: {exc}", file=sys.stderr)
+        return 2
+    except PolicyError as exc:
+        print(
+            f"interlace-mcp: INTERLACE_POLICY_FILE={exc.source!r}: {exc.key}: {exc.reason}. Fix: correct {exc.key} "
+            "in that file (README 'Policy'; interlace-mcp check shows the effective policy)",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         return 130  # Ctrl-C after a graceful stop: no traceback
@@ -220,11 +329,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.transport != "stdio":
         return _serve_http(args, settings)
-    if args.workers != 1:
-        print(
-            "interlace-mcp: --workers is for --transport http or sse (stdio is one process per client)", file=sys.stderr
-        )
-        return 2
     server = build_server(settings)
     upstream = server.interlace_runtime.upstream  # type: ignore[attr-defined]
     if upstream.embedded:
@@ -242,13 +346,15 @@ def _serve_http(args: argparse.Namespace, settings: Settings) -> int:
     from interlace_mcp.server import WorkerOptions, build_http_app
 
     auth: AuthMode = args.auth or "token"
-    if args.workers < 1:
-        print("interlace-mcp: --workers must be 1 or more", file=sys.stderr)
+    workers = 1 if args.workers is None else args.workers
+    if workers < 1:
+        print("interlace-mcp: serve: --workers must be 1 or more (the default is 1)", file=sys.stderr)
         return 2
+    host, port = args.host or "127.0.0.1", 8765 if args.port is None else args.port
     # Built here even with workers: a bad setting or policy stops startup once, with its message.
-    app = build_http_app(settings, transport=args.transport, auth=auth, host=args.host)
+    app = build_http_app(settings, transport=args.transport, auth=auth, host=host)
     runtime = app.state.interlace_runtime
-    if args.workers > 1 and runtime.upstream.embedded:
+    if workers > 1 and runtime.upstream.embedded:
         runtime.close()
         print(
             "interlace-mcp: --workers needs a shared upstream: the embedded sandbox lives inside one process."
@@ -258,18 +364,16 @@ def _serve_http(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     path = "/mcp" if args.transport == "http" else "/sse"
     print(
-        f"interlace-mcp: {args.transport} transport on http://{args.host}:{args.port}{path} (auth: {auth})"
+        f"interlace-mcp: {args.transport} transport on http://{host}:{port}{path} (auth: {auth})"
         + ("; embedded sandbox: no real money" if runtime.upstream.embedded else "")
-        + (f"; {args.workers} worker processes (dashboard: run interlace-mcp dashboard)" if args.workers > 1 else ""),
+        + (f"; {workers} worker processes (dashboard: run interlace-mcp dashboard)" if workers > 1 else ""),
         file=sys.stderr,
     )
-    if args.workers == 1:
-        return _run_http(app, args.host, args.port, settings, grace_seconds=30)
+    if workers == 1:
+        return _run_http(app, host, port, settings, grace_seconds=30)
     runtime.close()  # each worker opens its own runtime on the same database
-    options = WorkerOptions(transport=args.transport, auth=auth, host=args.host, overrides=_overrides(args))
-    return _run_http(
-        options.export(), args.host, args.port, settings, grace_seconds=30, workers=args.workers, factory=True
-    )
+    options = WorkerOptions(transport=args.transport, auth=auth, host=host, overrides=_flags(args))
+    return _run_http(options.export(), host, port, settings, grace_seconds=30, workers=workers, factory=True)
 
 
 def _run_http(
@@ -322,15 +426,23 @@ def _run_http(
 def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
     if args.sandbox_command == "simulate-purchase":
         return anyio.run(_simulate_purchase, args, settings)
+    if args.sandbox_command == "deposit":
+        return anyio.run(_sandbox_deposit, args, settings)
+    if args.sandbox_command == "settle":
+        return anyio.run(_sandbox_settle, args, settings)
+    if args.reset:
+        path = sandbox_state_path(settings)
+        SandboxState().save(path)
+        print(f"emulator state wiped back to its seeds: {path}")
+        return 0
     if args.latency_ms < 0:
         print("interlace-mcp: --latency-ms must not be negative", file=sys.stderr)
         return 2
     private_dir(settings.resolved_state_dir())  # 0700 whatever the umask (the emulator's state file is 0600)
     run_sandbox(
-        args.host,
-        args.port,
+        args.host or "127.0.0.1",
+        8766 if args.port is None else args.port,
         state_path=sandbox_state_path(settings),
-        reset=args.reset,
         faults=args.fault,
         latency_ms=args.latency_ms,
     )
@@ -346,16 +458,53 @@ async def _simulate_purchase(args: argparse.Namespace, settings: Settings) -> in
     async with _client(settings) as (client, _):
         try:
             txn = await client.simulate_authorization(
-                card_id=args.card, amount=amount, merchant_name=args.merchant, mcc=args.mcc
+                card_id=args.card, amount=amount, merchant_name=args.merchant, mcc=args.mcc, three_ds=args.three_ds
             )
         except InterlaceError as exc:
             print(f"interlace-mcp: simulate-purchase failed: {exc}", file=sys.stderr)
             return 1
-    verdict = "approved" if txn.status != "FAIL" else f"declined: {txn.remark}"
+    code = f" (code {txn.decline_code})" if txn.decline_code else ""
+    verdict = "approved" if txn.status != "FAIL" else f"declined: {txn.remark}{code}"
     print(
         f"{format_amount(amount)} USD at {args.merchant or 'a merchant'} on card {args.card}: {verdict}"
         f" (transaction {txn.id})"
     )
+    return 0
+
+
+async def _sandbox_deposit(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        amount = parse_amount(args.amount)
+    except AmountError as exc:
+        print(f"interlace-mcp: --amount: {exc}", file=sys.stderr)
+        return 2
+    async with _client(settings) as (client, _):
+        try:
+            deposit = await client.sandbox_deposit(amount=amount, currency=args.currency, chain=args.chain)
+            wallet = await client.get_crypto_wallet(deposit.wallet_id or "")
+        except InterlaceError as exc:
+            print(f"interlace-mcp: deposit failed (sandbox only): {exc}", file=sys.stderr)
+            return 1
+    balance = wallet.balance(args.currency)
+    now = f"; wallet balance {balance.available} {args.currency}" if balance is not None else ""
+    print(
+        f"deposited {format_amount(amount)} {args.currency} on {deposit.chain} to {deposit.address} "
+        f"(wallet {wallet.id}){now}"
+    )
+    return 0
+
+
+async def _sandbox_settle(args: argparse.Namespace, settings: Settings) -> int:
+    async with _client(settings) as (client, _):
+        try:
+            settled = await client.sandbox_settle(card_id=args.card, transaction_id=args.transaction)
+        except InterlaceError as exc:
+            print(f"interlace-mcp: settle failed (sandbox only): {exc}", file=sys.stderr)
+            return 1
+    for txn in settled:
+        print(f"settled {format_amount(txn.amount)} USD on card {txn.card_id} (transaction {txn.id})")
+    if not settled:
+        print("nothing was pending")
     return 0
 
 
@@ -380,14 +529,16 @@ def _check(settings: Settings) -> int:
     policy = runtime.policies.current()
     print("settings:")
     for name, value in sorted(settings.model_dump().items()):
-        if name in ("client_secret", "webhook_secret", "request_state_key", "audit_hmac_key"):
+        if name in SECRET_SETTINGS:
             value = "***" if value else None
+        elif name == "database_url" and value:
+            value = mask_url(value)
         print(f"  INTERLACE_{name.upper()} = {value}")
     print(
         f"upstream: {'embedded sandbox (no real money)' if upstream.embedded else upstream.base_url}"
         f"{' [sandbox]' if upstream.sandbox else ' [PRODUCTION: real money]'}"
     )
-    print(f"database: {redact_url(settings.resolved_database_url())}")
+    print(f"database: {mask_url(settings.resolved_database_url())}")
     print(f"policy: {policy.source}")
     tools = select_tools(read_only=settings.read_only, toolsets=settings.toolset_names(), sandbox=upstream.sandbox)
     agents = sorted({settings.agent_id, *policy.agents})
@@ -554,13 +705,20 @@ async def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report.ok else 1
 
 
+def _agent_name_refused(name: str) -> bool:
+    """Print why ``name`` is not an agent name (token, revoke, freeze and unfreeze take only valid ones)."""
+    if is_agent_name(name):
+        return False
+    print(f"interlace-mcp: {name!r}: {AGENT_NAME_RULE}", file=sys.stderr)
+    return True
+
+
 def _agent_tokens(args: argparse.Namespace, settings: Settings) -> int:
+    if args.agents_command != "list" and _agent_name_refused(args.name):
+        return 2
     runtime = build_runtime(settings)
     ledger = runtime.ledger
     if args.agents_command == "token":
-        if not re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", args.name):
-            print("interlace-mcp: agent names are 1-64 chars of A-Z a-z 0-9 . _ : -", file=sys.stderr)
-            return 2
         token = "itl_agent_" + secrets.token_urlsafe(32)
         ledger.add_token(args.name, token_digest(token))
         print(token)
@@ -590,6 +748,8 @@ def _agent_tokens(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _agents(args: argparse.Namespace, settings: Settings) -> int:
+    if _agent_name_refused(args.name):
+        return 2
     freeze = args.agents_command == "freeze"
     async with _client(settings, discover=True) as (_, runtime):
         report = await set_agent_frozen(runtime, args.name, freeze=freeze, by=_operator(args.by), reason=args.reason)

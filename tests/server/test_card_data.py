@@ -110,3 +110,61 @@ async def test_money_tools_and_reveals_fail_closed_when_the_audit_log_cannot_be_
         assert result.is_error and result.content[0].text.startswith("[audit_unavailable]")  # type: ignore[union-attr]
     assert sandbox_of(sandbox_app).snapshot()["movements"] == before
     assert next(w for w in spend["windows"] if w["window"] == "day")["reserved"] == "0.00"
+
+
+#: Card-number shapes an agent might paste into free text: Luhn-valid or not, any separators, other scripts.
+PASTED_NUMBERS = [
+    "4111.1149.8468.0519",
+    "4111 1111 1111 1111",
+    "4111-1111-1111-1111",
+    "4111/1111/1111/1111",
+    "4111 - 1111 - 1111 - 1111",
+    "4111\u200b1111\u200b1111\u200b1111",
+    "1234 5678 9012 3456",  # not Luhn-valid: still refused
+    "3782 822463 10005",
+    "411111111111111100312",  # longer than 19 digits: holds one
+    "\uff14\uff11\uff11\uff11 \uff11\uff11\uff11\uff11 \uff11\uff11\uff11\uff11 \uff11\uff11\uff11\uff11",
+]
+
+
+@pytest.mark.parametrize("number", PASTED_NUMBERS)
+async def test_card_numbers_in_labels_memos_and_merchants_are_refused_and_stored_nowhere(
+    make_server: ServerFactory, sandbox_app: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture, number: str
+) -> None:
+    """A card-number shape in label, memo or merchant: [validation_error] naming the field; no card, transfer,
+    purchase, request record or audit record carries it; the same text without the number works."""
+    caplog.set_level(logging.DEBUG)
+    server = make_server(policy='[defaults]\nper_transaction = "100.00"\ndaily = "500.00"\n')
+    rt = server.interlace_runtime  # type: ignore[attr-defined]
+    async with Client(server) as c:
+        card_id = (await call(c, "issue_card", {"amount": "5.00", "request_id": "setup"}))["card"]["card_id"]
+        before = sandbox_of(sandbox_app).snapshot()
+        transactions = len(sandbox_of(sandbox_app).card_transactions)
+        attempts = [
+            ("label", "issue_card", {"amount": "5.00", "request_id": "r-1", "label": f"card {number}"}),
+            ("memo", "create_transfer", {"payee": "sandbox-payee", "amount": "1.00", "request_id": "r-2",
+                                         "memo": f"pay {number} now"}),
+            ("merchant", "simulate_purchase", {"card_id": card_id, "amount": "1.00", "merchant": number}),
+        ]  # fmt: skip
+        texts = []
+        for field, tool, args in attempts:
+            result = await c.call_tool(tool, args)
+            text = result.content[0].text  # type: ignore[union-attr]
+            assert result.is_error, (tool, text)
+            assert text.startswith(f"[validation_error] {field}: "), text
+            assert "card number" in text and text.endswith("nothing was changed"), text
+            texts.append(text)
+        after = sandbox_of(sandbox_app).snapshot()
+        ok = await call(c, "issue_card", {"amount": "5.00", "request_id": "r-3", "label": "team lunch 2026-11-29"})
+    assert after["movements"] == before["movements"] and after["cards"] == before["cards"]
+    assert len(sandbox_of(sandbox_app).card_transactions) == transactions + 1  # r-3's load; no purchase
+    assert ok["status"] == "completed"
+    assert {r.request_id for r in rt.audit.tail(500)} <= {"setup", "r-3", None}
+    digits = "".join(ch for ch in number if ch.isdigit())
+    assert not [t for t in texts if digits in "".join(ch for ch in t if ch.isdigit())]  # never echoed back
+    stored = [json.dumps(r.__dict__, default=str, ensure_ascii=False) for r in rt.audit.tail(500)]
+    stored += [r.getMessage() for r in caplog.records]
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and "sandbox-state" not in path.name:
+            stored.append(path.read_bytes().decode("utf-8", "replace"))
+    assert not [text[:300] for text in stored if number in text]

@@ -134,3 +134,122 @@ async def test_emulator_webhooks_show_merchant_spend_in_spend_status(tmp_path: P
     assert status["merchant_activity"] == {
         "window": "24h", "authorized": "3.00", "approved": 1, "declined": 1, "source": "webhooks",
     }  # fmt: skip
+
+
+class CountingBody:
+    """A streamed request body of ``total`` bytes in ``chunk``-byte pieces that counts what was pulled."""
+
+    def __init__(self, total: int, chunk: int = 64 * 1024) -> None:
+        self.total, self.chunk, self.pulled = total, chunk, 0
+
+    async def __aiter__(self) -> Any:
+        while self.pulled < self.total:
+            piece = min(self.chunk, self.total - self.pulled)
+            self.pulled += piece
+            yield b"0" * piece
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+async def test_an_oversized_webhook_body_is_refused_while_it_is_read(tmp_path: Path, declared: bool) -> None:
+    """8 MB streamed at the webhook: 413; with a Content-Length nothing is read, chunked stops at the 256 KB cap."""
+    app = make_app(tmp_path, create_sandbox_app())
+    body = CountingBody(8 * 1024 * 1024)
+    headers = {"Content-Type": "application/json", "Signature": "x"}
+    if declared:
+        headers["Content-Length"] = str(body.total)
+    async with app.router.lifespan_context(app):
+        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=BASE) as http:
+            response = await http.post("/webhooks/interlace", content=body, headers=headers)
+            small = await post(http, notification("t-small", "PENDING"))  # the endpoint still works
+    assert response.status_code == 413
+    assert body.pulled <= (0 if declared else 256 * 1024 + body.chunk), body.pulled
+    assert response.json() == {"received": False, "error": "body too large (limit 262144 bytes)"}
+    assert small.status_code == 200
+
+
+def envelope(
+    resource: dict[str, Any] | str, *, event: str = "CARD_TRANSACTION.CREATED", **extra: Any
+) -> dict[str, Any]:
+    """A notification around ``resource`` (signed as it is sent), with a fresh envelope id and time."""
+    raw = resource if isinstance(resource, str) else json.dumps(resource)
+    return {
+        "eventType": event, "apiVersion": "v3", "code": "000000", "message": "", "resource": raw,
+        "createTime": str(int(time.time() * 1000)), "id": str(uuid.uuid4()), **extra,
+    }  # fmt: skip
+
+
+def webhook_rows(app: Starlette) -> int:
+    rt = app.state.interlace_runtime
+    return int(rt.ledger._conn.execute("SELECT count(*) AS n FROM webhook_events").fetchone()["n"])
+
+
+def transaction(txn_id: str, status: str = "PENDING", age: float = 0, **fields: Any) -> dict[str, Any]:
+    """A card transaction resource as the emulator signs it (transactionTime, no createTime)."""
+    return {
+        "id": txn_id, "cardId": "card-1", "type": 1, "status": status, "amount": "4.00", "currency": "USD",
+        "merchantName": "Shop", "transactionTime": str(int((time.time() - age) * 1000)), **fields,
+    }  # fmt: skip
+
+
+HOSTILE_AMOUNTS: list[Any] = [
+    "1E+30", "1e2", "NaN", "-NaN", "sNaN", "Infinity", "-Infinity", "1.001", "0.0001", "99999999999",
+    "1000000000.00", "0x10", "1_000", " 1", "", "4,00", "\u0664.00", 1e30, 4.5, True, [1], {"a": 1},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("amount", HOSTILE_AMOUNTS, ids=repr)
+async def test_a_signed_malformed_amount_is_a_400_that_records_nothing(tmp_path: Path, amount: Any) -> None:
+    """Exponents, NaN, huge, sub-cent, padded or non-string amounts in a validly signed event: 400, nothing stored."""
+    app = make_app(tmp_path, create_sandbox_app())
+    async with app.router.lifespan_context(app):
+        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=BASE) as http:
+            response = await post(http, envelope(transaction("t-bad", billingAmount=amount)))
+            fine = await post(http, envelope(transaction("t-ok", billingAmount="-12.50")))
+    assert response.status_code == 400, response.text
+    assert response.json() == {"received": False, "error": "malformed amount in billingAmount"}
+    assert fine.status_code == 200  # a refund-style negative amount with 2 decimals is fine
+    assert [r["transaction_id"] for r in activity(app)] == ["t-ok"]
+    assert webhook_rows(app) == 1
+
+
+async def test_freshness_comes_only_from_the_signed_resource(tmp_path: Path) -> None:
+    """A fresh unsigned envelope time cannot date an undated or old signed resource; the signed time decides."""
+    app = make_app(tmp_path, create_sandbox_app())
+    undated = transaction("t-undated")
+    del undated["transactionTime"]
+    async with app.router.lifespan_context(app):
+        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=BASE) as http:
+            no_time = await post(http, envelope(undated))
+            old = await post(http, envelope(transaction("t-old", age=2 * 86400)))
+            future = await post(http, envelope(transaction("t-future", age=-3600)))
+            fresh = await post(http, envelope(transaction("t-fresh")))
+            settled_later = await post(
+                http,
+                envelope(
+                    transaction("t-settled", "CLOSED", age=3 * 86400, updateTime=str(int(time.time() * 1000))),
+                    event="CARD_TRANSACTION.UPDATED",
+                ),
+            )
+    assert [no_time.status_code, old.status_code, future.status_code] == [400, 400, 400]
+    assert no_time.json()["error"] == "stale or undated event"
+    assert fresh.status_code == settled_later.status_code == 200
+    assert sorted(r["transaction_id"] for r in activity(app)) == ["t-fresh", "t-settled"]
+
+
+async def test_deduplication_rests_on_the_signed_resource_not_the_envelope_id(tmp_path: Path) -> None:
+    """A captured signed resource replayed under new envelope ids is recorded once; Interlace's own retry (same
+    envelope) is still a duplicate; a replayed PENDING cannot undo a later CLOSED."""
+    app = make_app(tmp_path, create_sandbox_app())
+    pending = json.dumps(transaction("t-1", "PENDING", age=10))
+    closed = json.dumps(transaction("t-1", "CLOSED"))
+    async with app.router.lifespan_context(app):
+        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=BASE) as http:
+            first = envelope(pending)
+            answers = [await post(http, first), await post(http, first)]  # delivery + Interlace's retry
+            answers += [await post(http, envelope(pending)) for _ in range(3)]  # replays, new envelope ids
+            answers.append(await post(http, envelope(closed, event="CARD_TRANSACTION.UPDATED")))
+            answers += [await post(http, envelope(pending)) for _ in range(2)]  # replayed after the CLOSED
+            answers.append(await post(http, envelope(pending, event="CARD_TRANSACTION.UPDATED")))  # relabelled
+    assert [a.status_code for a in answers] == [200] * len(answers)
+    assert webhook_rows(app) == 2  # one PENDING, one CLOSED
+    assert [(r["transaction_id"], r["status"]) for r in activity(app)] == [("t-1", "CLOSED")]

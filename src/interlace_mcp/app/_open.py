@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import httpx
 
 from interlace_mcp.app._recovery import recover
@@ -23,6 +24,7 @@ from interlace_mcp.app._runtime import PolicyStore, RateLimiter, Runtime
 from interlace_mcp.audit import AuditLog
 from interlace_mcp.client import InterlaceClient, InterlaceError
 from interlace_mcp.config import Settings, Upstream, resolve_upstream
+from interlace_mcp.metrics import Metrics
 from interlace_mcp.policy import SANDBOX_PAYEE, Ledger, Payee, approvals, private_dir, requests
 from interlace_mcp.sandbox import ACCOUNT_ID, PAYEE_ACCOUNT_ID, PAYEE_BALANCE_ID, create_sandbox_app
 
@@ -89,6 +91,7 @@ def build_runtime(
         sandbox_app=sandbox_app,
         upstream_transport=upstream_transport,
         backoff=backoff,
+        metrics=Metrics.for_port(settings.metrics_port),
     )
 
 
@@ -109,6 +112,7 @@ def interlace_client(runtime: Runtime) -> InterlaceClient:
         timeout=settings.http_timeout_seconds,
         max_retries=settings.max_retries,
         backoff=runtime.backoff,
+        metrics=runtime.metrics,
     )
 
 
@@ -129,6 +133,7 @@ async def open_runtime(runtime: Runtime, *, discover: bool = True, background: b
         )
     async with interlace_client(runtime) as client:
         runtime.client = client
+        stop_metrics = _serve_metrics(runtime) if background else None
         try:
             if discover:
                 await _start(runtime)
@@ -141,6 +146,18 @@ async def open_runtime(runtime: Runtime, *, discover: bool = True, background: b
                     tasks.cancel_scope.cancel()
         finally:
             runtime.client = None
+            if stop_metrics is not None:
+                await anyio.to_thread.run_sync(stop_metrics)
+
+
+def _serve_metrics(runtime: Runtime) -> Callable[[], None] | None:
+    """INTERLACE_METRICS_PORT: Prometheus text on loopback for this runtime (pending approvals from the database)."""
+    port = runtime.settings.metrics_port
+    if port is None:
+        return None
+    ledger = runtime.ledger
+    runtime.metrics.count_pending_approvals_with(lambda: len(ledger.list_approvals(status="pending")))
+    return runtime.metrics.serve(port)
 
 
 async def _start(runtime: Runtime) -> None:

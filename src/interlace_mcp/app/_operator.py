@@ -39,12 +39,16 @@ async def decide_approval(
     runtime: Runtime, approval_id: str, *, approve: bool, by: str, reason: str | None
 ) -> Approval:
     """Approve or deny a pending request (audited with the operator's name). Raises KeyError / ValueError."""
-    return await runtime.store.write(_decide, runtime, approval_id, approve, by, reason)
+    decided = await runtime.store.write(_decide, runtime, approval_id, approve, by, reason)
+    runtime.metrics.approval_event(agent=decided.agent, event="approved" if approve else "denied")
+    return decided
 
 
 def decide_approval_sync(runtime: Runtime, approval_id: str, *, approve: bool, by: str, reason: str | None) -> Approval:
     """:func:`decide_approval` for synchronous callers (the CLI)."""
-    return runtime.store.write_sync(_decide, runtime, approval_id, approve, by, reason)
+    decided = runtime.store.write_sync(_decide, runtime, approval_id, approve, by, reason)
+    runtime.metrics.approval_event(agent=decided.agent, event="approved" if approve else "denied")
+    return decided
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import httpx
 from interlace_mcp.audit import AuditLog, AuditWriteError
 from interlace_mcp.client import InterlaceClient
 from interlace_mcp.config import Settings, Upstream
+from interlace_mcp.metrics import Metrics
 from interlace_mcp.operations import CardCache, Deps, InFlight
 from interlace_mcp.policy import (
     SANDBOX_PAYEE,
@@ -145,6 +146,8 @@ class Runtime:
     rate_limiter: RateLimiter
     audit: AuditLog
     reveal_limiter: RevealLimiter = field(default_factory=RevealLimiter)
+    #: Prometheus metrics when INTERLACE_METRICS_PORT is set (else a no-op); one registry per runtime.
+    metrics: Metrics = field(default_factory=Metrics)
     client: InterlaceClient | None = None
     account_id: str = ""
     default_bin_id: str | None = None
@@ -199,6 +202,7 @@ class Runtime:
             lease=self.lease_seconds,
             card_product=self.card_product,
             notify_approval=self.notify_approval,
+            metrics=self.metrics,
         )
 
     async def card_product(self) -> tuple[str | None, str | None]:
@@ -214,6 +218,7 @@ class Runtime:
 
     async def notify_approval(self, record: RequestRecord) -> None:
         """POST a JSON notice for a new pending approval to INTERLACE_APPROVAL_NOTIFY_URL (best effort)."""
+        self.metrics.approval_event(agent=record.key.agent, event="requested")
         url = self.settings.approval_notify_url
         if not url or record.approval is None:
             return

@@ -3,8 +3,10 @@
 It never imports ``mcp``: the tools layer turns these models and errors into MCP results.
 """
 
+from ._adapters import DepositAddressAdapter, SpendControlsAdapter
 from ._client import API_PREFIX, InterlaceClient
 from ._crypto import CardDecryptionError, decrypt_card_field, encrypt_card_field
+from ._declines import DECLINE_REASONS, DeclineCodeAdapter, DeclineReason, describe_decline
 from ._errors import (
     AuthenticationError,
     CardStateError,
@@ -32,20 +34,27 @@ from ._models import (
     CardBin,
     CardDetails,
     Cardholder,
+    CardSpendControls,
     CardStatistics,
     CardSummary,
     CardTransaction,
+    CryptoDeposit,
+    CryptoWallet,
     Money,
     Page,
+    SpendControlRule,
     TransactionLimit,
     Transfer,
     TransferFee,
     TransferSide,
     VelocityControl,
+    WalletAddress,
+    WalletBalance,
 )
 
 __all__ = [
     "API_PREFIX",
+    "DECLINE_REASONS",
     "Account",
     "AuthenticationError",
     "Balance",
@@ -54,11 +63,17 @@ __all__ = [
     "CardBin",
     "CardDecryptionError",
     "CardDetails",
+    "CardSpendControls",
     "CardStateError",
     "CardStatistics",
     "CardSummary",
     "CardTransaction",
     "Cardholder",
+    "CryptoDeposit",
+    "CryptoWallet",
+    "DeclineCodeAdapter",
+    "DeclineReason",
+    "DepositAddressAdapter",
     "DuplicateError",
     "InProgressError",
     "InsufficientFundsError",
@@ -74,13 +89,18 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "ServerError",
+    "SpendControlRule",
+    "SpendControlsAdapter",
     "TransactionLimit",
     "Transfer",
     "TransferFee",
     "TransferSide",
     "ValidationError",
     "VelocityControl",
+    "WalletAddress",
+    "WalletBalance",
     "decrypt_card_field",
+    "describe_decline",
     "encrypt_card_field",
     "error_for",
     "sanitize_message",

@@ -34,8 +34,10 @@ import httpx
 import pydantic
 
 from interlace_mcp import __version__
+from interlace_mcp.metrics import Metrics
 from interlace_mcp.money import MAX_AMOUNT, AmountError, format_amount, to_minor
 
+from ._adapters import DepositAddressAdapter, SpendControlsAdapter
 from ._crypto import CardDecryptionError, decrypt_card_field
 from ._errors import (
     AuthenticationError,
@@ -45,6 +47,7 @@ from ._errors import (
     InterlaceError,
     InterlaceTimeoutError,
     NotFoundError,
+    PermissionDeniedError,
     RateLimitError,
     ServerError,
     ValidationError,
@@ -58,10 +61,15 @@ from ._models import (
     CardBin,
     CardDetails,
     Cardholder,
+    CardSpendControls,
     CardSummary,
     CardTransaction,
+    CryptoDeposit,
+    CryptoWallet,
     Page,
+    SpendControlRule,
     Transfer,
+    WalletAddress,
 )
 
 __all__ = ["API_PREFIX", "InterlaceClient"]
@@ -85,6 +93,9 @@ _DEFAULT_TOKEN_LIFETIME = 86400
 #: Connection pools to Interlace, and connections each keeps open between calls (see _ShardedTransport).
 _POOLS = 32
 _POOL_CONNECTIONS = 4
+_MCC_RE = re.compile(r"[0-9]{4}")
+_STABLECOINS = ("USDC", "USDT")
+_WALLET_PLACES = Decimal("0.000001")
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -143,6 +154,7 @@ class InterlaceClient:
         max_backoff: float = 8.0,
         refresh_margin: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
@@ -158,6 +170,7 @@ class InterlaceClient:
         self._max_backoff = max_backoff
         self._refresh_margin = refresh_margin
         self._clock = clock
+        self._metrics = metrics or Metrics()
         self._headers = {"accept": "application/json", "user-agent": f"interlace-mcp/{__version__}"}
         self._timeout = httpx.Timeout(timeout).as_dict()
         if transport is None and getproxies():
@@ -176,6 +189,8 @@ class InterlaceClient:
         self._auth_lock = anyio.Lock()
         self._account_lock = anyio.Lock()
         self._infinity_balance_id: str | None = None
+        self._spend_controls = SpendControlsAdapter(self._api, lambda d, m, p: _parse(SpendControlRule, d, m, p))
+        self._deposit_addresses = DepositAddressAdapter(self._api, lambda d, m, p: _parse(WalletAddress, d, m, p))
 
     def __repr__(self) -> str:
         return f"InterlaceClient(base_url={self._base_url!r}, client_id={self._client_id!r})"
@@ -404,16 +419,166 @@ class InterlaceClient:
         currency: str = "USD",
         merchant_name: str | None = None,
         mcc: str | None = None,
+        three_ds: bool = False,
+        risk_decline: bool = False,
     ) -> CardTransaction:
-        """Sandbox only: simulate a card purchase (PENDING when approved, FAIL with a remark if not)."""
+        """Sandbox only: simulate a card purchase (PENDING when approved, FAIL with a decline code if not).
+
+        ``mcc`` is the merchant category (4 digits); ``three_ds`` makes the issuer send a
+        ``CARD.3DS.OTP`` webhook first; ``risk_decline`` makes the issuer's risk checks decline it.
+        """
         body: dict[str, object] = {"cardId": card_id, "amount": _wire_amount(amount), "currency": currency}
         if merchant_name is not None:
             body["merchantName"] = merchant_name
         if mcc is not None:
+            if not isinstance(mcc, str) or not _MCC_RE.fullmatch(mcc):
+                raise ValidationError("mcc must be a 4-digit merchant category code")
             body["mcc"] = mcc
+        if three_ds:
+            body["threeDs"] = True
+        if risk_decline:
+            body["riskDecline"] = True
         path = "/vcc/simulate/auth"
         data = await self._api("POST", path, body=body, idempotency_key=str(uuid.uuid4()))
         return _parse(CardTransaction, data, "POST", path)
+
+    # ------------------------------------------------------------------------------------------
+    # Card spend controls (wire format partly guessed: see SpendControlsAdapter)
+
+    async def get_card_spend_controls(self, card_id: str) -> CardSpendControls:
+        """The merchant-category allow / block lists in force on a card (its own, its BIN's, the account's)."""
+        return await self._spend_controls.get(_path_id(card_id, "card_id"))
+
+    async def set_card_mcc_controls(
+        self, card_id: str, *, allow: list[str] | tuple[str, ...] = (), block: list[str] | tuple[str, ...] = ()
+    ) -> CardSpendControls:
+        """Make the card's own MCC lists exactly ``allow`` (whitelist) and ``block`` (blacklist).
+
+        Empty ``allow`` = no allow list (every category not blocked is allowed). Safe to repeat.
+        """
+        return await self._spend_controls.set_mcc_lists(_path_id(card_id, "card_id"), allow=allow, block=block)
+
+    # ------------------------------------------------------------------------------------------
+    # CryptoConnect wallets
+
+    async def list_crypto_wallets(self, *, master: bool | None = None) -> list[CryptoWallet]:
+        """The account's CryptoConnect wallets (stablecoin balances and deposit addresses)."""
+        params: dict[str, str | int] = {"limit": 100}
+        if master is not None:
+            params["master"] = "true" if master else "false"
+        return await self._list(CryptoWallet, "/cryptoconnect/wallets", params)
+
+    async def get_crypto_wallet(self, wallet_id: str) -> CryptoWallet:
+        """One CryptoConnect wallet."""
+        path = f"/cryptoconnect/wallets/{_path_id(wallet_id, 'wallet_id')}"
+        data = await self._api("GET", path)
+        return _parse(CryptoWallet, data, "GET", path)
+
+    async def default_crypto_wallet(self) -> CryptoWallet:
+        """The master wallet (else the first one); NotFoundError when the account has none."""
+        wallets = await self.list_crypto_wallets()
+        if not wallets:
+            raise NotFoundError(
+                "the account has no CryptoConnect wallet", path=_full("/cryptoconnect/wallets"), method="GET"
+            )
+        return next((w for w in wallets if w.master), wallets[0])
+
+    async def get_deposit_address(
+        self, *, currency: str = "USDC", chain: str = "ETH", wallet_id: str | None = None, create: bool = True
+    ) -> WalletAddress:
+        """Where to send ``currency`` on ``chain`` for this account: an existing address of the wallet, else
+        (``create``) a new one (creation path guessed: see DepositAddressAdapter). NotFoundError if none.
+        """
+        currency = _require_text(currency, "currency").upper()
+        chain = _require_text(chain, "chain").upper()
+        wallet = await (self.get_crypto_wallet(wallet_id) if wallet_id else self.default_crypto_wallet())
+        found = self._deposit_addresses.find(wallet, currency=currency, chain=chain)
+        if found is not None:
+            return found
+        if not create:
+            raise NotFoundError(f"the wallet has no {currency} address on {chain}", method="GET")
+        return await self._deposit_addresses.create(
+            wallet.id, currency=currency, chain=chain, idempotency_key=str(uuid.uuid4())
+        )
+
+    async def transfer_from_wallet(
+        self,
+        *,
+        amount: Decimal,
+        currency: str,
+        client_transaction_id: str,
+        idempotency_key: str,
+        wallet_id: str | None = None,
+        to_balance_id: str | None = None,
+    ) -> Transfer:
+        """Fund the Infinity account from a CryptoConnect wallet: ``amount`` ``currency`` (USDC/USDT) in,
+        the same amount of USD out (1:1), as an internal business transfer (``businessType`` 2 -> 0).
+
+        Money-movement semantics as :meth:`create_transfer`: keyed by ``client_transaction_id`` (look it
+        up with :meth:`list_transfers`), retried with the same body and Idempotency-Key; an error with
+        ``unknown_outcome`` means look it up before trying again. Insufficient wallet balance raises
+        InsufficientFundsError (nothing moved).
+        """
+        currency = _require_text(currency, "currency").upper()
+        if currency not in _STABLECOINS:
+            raise ValidationError(f"currency must be one of {', '.join(_STABLECOINS)}")
+        wire_amount = _wire_amount(amount)
+        if wallet_id is None:
+            wallet_id = (await self.default_crypto_wallet()).id
+        if to_balance_id is None:
+            if self._infinity_balance_id is None:
+                await self.infinity_balance()
+            to_balance_id = self._infinity_balance_id
+        assert to_balance_id is not None  # set by infinity_balance()
+        body: dict[str, object] = {
+            "clientTransactionId": _require_text(client_transaction_id, "client_transaction_id"),
+            "amount": wire_amount,
+            "from": {"businessType": 2, "id": _path_id(wallet_id, "wallet_id"), "currency": currency},
+            "to": {"businessType": 0, "id": to_balance_id, "currency": "USD"},
+        }
+        path = "/business/transfer/internal"
+        data = await self._api("POST", path, body=body, idempotency_key=_require_key(idempotency_key))
+        return _parse(Transfer, data, "POST", path)
+
+    # ------------------------------------------------------------------------------------------
+    # Emulator control API (/_sandbox/...): sandbox only, for tests and the CLI
+
+    async def sandbox_settle(
+        self, *, card_id: str | None = None, transaction_id: str | None = None, status: str = "CLOSED"
+    ) -> list[CardTransaction]:
+        """Emulator only: settle pending authorizations now (one, a card's, or all); FAIL reverses them."""
+        body: dict[str, object] = {"status": status}
+        if card_id is not None:
+            body["cardId"] = card_id
+        if transaction_id is not None:
+            body["transactionId"] = transaction_id
+        items, _ = _list_payload(await self._control("POST", "/settle", body), "POST", "/_sandbox/settle")
+        return [_parse(CardTransaction, item, "POST", "/_sandbox/settle") for item in items]
+
+    async def sandbox_deposit(
+        self, *, amount: Decimal, currency: str = "USDC", chain: str | None = None, wallet_id: str | None = None
+    ) -> CryptoDeposit:
+        """Emulator only: simulate an on-chain deposit into the wallet (default: the master wallet)."""
+        if not isinstance(amount, Decimal) or not amount.is_finite() or amount <= 0:
+            raise ValidationError("amount must be a positive Decimal")
+        if amount != amount.quantize(_WALLET_PLACES) or amount > MAX_AMOUNT:
+            raise ValidationError("amount must have at most 6 decimals and be at most 999999999.99")
+        body: dict[str, object] = {"amount": f"{amount:f}", "currency": currency}
+        if chain is not None:
+            body["chain"] = chain
+        if wallet_id is not None:
+            body["walletId"] = wallet_id
+        data = _as_object(await self._control("POST", "/deposit", body), "POST", "/_sandbox/deposit")
+        return _parse(CryptoDeposit, data.get("deposit"), "POST", "/_sandbox/deposit")
+
+    async def sandbox_expire_card(self, card_id: str) -> Card:
+        """Emulator only: move the card's expiry into the past (authorizations then decline as expired)."""
+        path = f"/cards/{_path_id(card_id, 'card_id')}/expire"
+        return _parse(Card, await self._control("POST", path, {}), "POST", "/_sandbox" + path)
+
+    async def _control(self, method: str, path: str, body: Mapping[str, object]) -> object:
+        # No token, no accountId: the control API is the emulator's own, never Interlace's.
+        return await self._send(method, path, body=body, prefix="/_sandbox")
 
     # ------------------------------------------------------------------------------------------
     # Business transfers
@@ -624,9 +789,10 @@ class InterlaceClient:
         body: Mapping[str, object] | None = None,
         idempotency_key: str | None = None,
         token: str | None = None,
+        prefix: str = API_PREFIX,
     ) -> object:
         """Send one logical request, retrying transient failures; return the envelope's ``data``."""
-        url = _full(path)
+        url = prefix + path
         # The whole URL, query included, as one string: httpx parses it once (given a relative URL and
         # params it parses three times, which was a fifth of this client's CPU per request).
         target = self._base_url + url + ("?" + urlencode(params, quote_via=quote) if params else "")
@@ -647,6 +813,7 @@ class InterlaceClient:
         while True:
             attempt += 1
             error: InterlaceError
+            started = time.perf_counter()
             try:
                 response = await self._request(method, target, content=content, headers=headers)
             except httpx.TimeoutException as exc:
@@ -673,13 +840,18 @@ class InterlaceClient:
             else:
                 logger.debug("interlace %s %s -> %d (attempt %d)", method, url, response.status_code, attempt)
                 try:
-                    return self._unwrap(response, method, url)
+                    data = self._unwrap(response, method, url)
                 except _RETRYABLE as exc:
                     error = exc
                 except InterlaceError as exc:
+                    self._metrics.upstream(method, path, time.perf_counter() - started, _error_kind(exc))
                     if maybe_applied:
                         exc.mark_unknown()
                     raise
+                else:
+                    self._metrics.upstream(method, path, time.perf_counter() - started)
+                    return data
+            self._metrics.upstream(method, path, time.perf_counter() - started, _error_kind(error))
             maybe_applied = maybe_applied or error.unknown_outcome
             if attempt > self._max_retries:
                 if maybe_applied:
@@ -737,6 +909,23 @@ class InterlaceClient:
 
 # ----------------------------------------------------------------------------------------------
 # Module helpers
+
+
+def _error_kind(exc: InterlaceError) -> str:
+    """A bounded label for the upstream-errors metric."""
+    if isinstance(exc, InterlaceTimeoutError):
+        return "timeout"
+    if isinstance(exc, InterlaceConnectionError):
+        return "connection"
+    if isinstance(exc, RateLimitError):
+        return "rate_limited"
+    if isinstance(exc, ServerError):
+        return "server_error"
+    if isinstance(exc, AuthenticationError | PermissionDeniedError):
+        return "auth"
+    if isinstance(exc, InProgressError):
+        return "in_progress"
+    return "rejected"
 
 
 def _full(path: str) -> str:

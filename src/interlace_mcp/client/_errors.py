@@ -6,7 +6,7 @@
     │   ├── PermissionDeniedError      HTTP 403 (e.g. 403001, another account's accountId)
     │   ├── ValidationError            HTTP 400, 400001 / 400002 and other 4xx business codes
     │   ├── NotFoundError              HTTP 404, 404001
-    │   ├── InsufficientFundsError     100100001 ("sub amount is error")
+    │   ├── InsufficientFundsError     100100001 ("sub amount is error": Infinity, card or wallet balance)
     │   ├── CardStateError             070021 (card not ACTIVE for this operation)
     │   ├── DuplicateError             070010 (duplicate referenceId)
     │   ├── InProgressError            HTTP 409, 409001, "transaction in progress"   [unknown outcome]
@@ -151,7 +151,10 @@ class NotFoundError(InterlaceAPIError):
 
 
 class InsufficientFundsError(InterlaceAPIError):
-    """The Infinity account or card balance cannot cover the amount (code 100100001)."""
+    """The Infinity account, card or CryptoConnect wallet balance cannot cover the amount (code 100100001).
+
+    A definite failure: nothing moved.
+    """
 
 
 class CardStateError(InterlaceAPIError):

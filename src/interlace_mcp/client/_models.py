@@ -9,12 +9,14 @@ JSON output renders money as a 2-place string.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, SecretStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, SecretStr, model_validator
 from pydantic.alias_generators import to_camel
 
 from interlace_mcp.money import format_amount, parse_upstream_amount
+
+from ._declines import DeclineCodeAdapter
 
 __all__ = [
     "Account",
@@ -23,19 +25,25 @@ __all__ = [
     "CardBalance",
     "CardBin",
     "CardDetails",
+    "CardSpendControls",
     "CardStatistics",
     "CardSummary",
     "CardTransaction",
     "Cardholder",
+    "CryptoDeposit",
+    "CryptoWallet",
     "ExactDecimal",
     "InterlaceModel",
     "Money",
     "Page",
+    "SpendControlRule",
     "TransactionLimit",
     "Transfer",
     "TransferFee",
     "TransferSide",
     "VelocityControl",
+    "WalletAddress",
+    "WalletBalance",
 ]
 
 T = TypeVar("T")
@@ -208,6 +216,18 @@ class CardTransaction(InterlaceModel):
     transaction_amount: Money | None = None
     create_time: str | None = None
     remark: str | None = None
+    detail: str | None = None
+    #: Interlace's business code of a declined (FAIL) authorization; None otherwise. Where upstream
+    #: carries it is unconfirmed: :class:`~._declines.DeclineCodeAdapter` reads it (``remark`` keeps
+    #: the raw message). See :func:`~._declines.describe_decline` for plain words.
+    decline_code: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_decline_code(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("decline_code") is None:
+            data = {**data, "declineCode": DeclineCodeAdapter.decline_code(data)}
+        return data
 
 
 class TransferFee(InterlaceModel):
@@ -243,6 +263,78 @@ class Transfer(InterlaceModel):
     create_time: str | None = None
     from_: TransferSide | None = Field(default=None, alias="from")
     to: TransferSide | None = None
+
+
+class WalletBalance(InterlaceModel):
+    """One currency's holdings in a CryptoConnect wallet (USDC/USDT: up to 6 decimals)."""
+
+    id: str | None = None
+    currency: str
+    available: ExactDecimal = Decimal(0)
+    frozen: ExactDecimal = Decimal(0)
+
+
+class WalletAddress(InterlaceModel):
+    """A deposit address of a CryptoConnect wallet. Field names beyond ``address`` are unconfirmed."""
+
+    id: str | None = None
+    currency: str | None = None
+    chain: str | None = None
+    address: str
+
+
+class CryptoWallet(InterlaceModel):
+    """A CryptoConnect wallet: stablecoin balances and deposit addresses (``/cryptoconnect/wallets``)."""
+
+    id: str
+    account_id: str | None = None
+    reference_id: str | None = None
+    nickname: str | None = None
+    master: bool | None = None
+    balances: list[WalletBalance] = Field(default_factory=list)
+    addresses: list[WalletAddress] = Field(default_factory=list)
+
+    def balance(self, currency: str) -> WalletBalance | None:
+        """The balance of ``currency`` (case-insensitive), if the wallet holds it."""
+        wanted = currency.upper()
+        return next((b for b in self.balances if b.currency.upper() == wanted), None)
+
+
+class CryptoDeposit(InterlaceModel):
+    """A simulated on-chain deposit (emulator control API only)."""
+
+    id: str
+    wallet_id: str | None = None
+    currency: str | None = None
+    chain: str | None = None
+    address: str | None = None
+    amount: ExactDecimal
+    tx_hash: str | None = None
+
+
+class SpendControlRule(InterlaceModel):
+    """One spend-control rule: allow (WHITELIST) or block (BLACKLIST) one MCC or currency (``keywords``).
+
+    Scope: ``card_ids`` and the cards of ``card_bin_ids``; both empty = every card of the account.
+    """
+
+    id: str
+    usage: str | None = None
+    keywords: str | None = None
+    type: str | None = None
+    card_ids: list[str] = Field(default_factory=list)
+    card_bin_ids: list[str] = Field(default_factory=list)
+
+
+class CardSpendControls(BaseModel):
+    """The merchant-category lists in force on one card (its own rules, its BIN's and the account's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    card_id: str
+    mcc_allow: list[str]
+    mcc_block: list[str]
+    rules: list[SpendControlRule]
 
 
 class Page(BaseModel, Generic[T]):

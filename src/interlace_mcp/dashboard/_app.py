@@ -5,7 +5,8 @@ Security model (threats I1, I2, I5):
 - **Who.** An operator token (``interlace-mcp operators token NAME``; only its sha256 is stored, in
   ``operator_tokens``) is pasted once on the login page. Agent tokens live in another table and never
   match, so no agent can open the dashboard. Revoking an operator's tokens ends their sessions on the
-  next request (every request re-checks the token behind the session).
+  next request (every request re-checks the token behind the session). Wrong tokens are throttled
+  per client address (:class:`LoginThrottle`: 429 after ten in five minutes), the right one never is.
 - **Sessions.** A random 256-bit id in a cookie (``HttpOnly; SameSite=Strict; Path=/dashboard``, plus
   ``Secure`` when served over https); the server keeps a map from the id's sha256 to the session, per
   process (a restart signs everyone out). Sessions end after 30 minutes idle or 12 hours.
@@ -27,8 +28,10 @@ import functools
 import hashlib
 import hmac
 import logging
+import math
 import secrets
 import time
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -50,9 +53,9 @@ from interlace_mcp.config import Settings
 from interlace_mcp.dashboard import _views as views
 from interlace_mcp.money import format_amount
 from interlace_mcp.operations import card_result, clean_text, transaction_info
-from interlace_mcp.policy import Approval, token_digest
+from interlace_mcp.policy import AGENT_NAME_RULE, Approval, is_agent_name, token_digest
 
-__all__ = ["COOKIE", "OPERATOR_TOKEN_PREFIX", "Dashboard", "build_dashboard_app"]
+__all__ = ["COOKIE", "OPERATOR_TOKEN_PREFIX", "Dashboard", "LoginThrottle", "build_dashboard_app"]
 
 logger = logging.getLogger("interlace_mcp.dashboard")
 
@@ -62,10 +65,12 @@ IDLE_SECONDS = 30 * 60
 MAX_AGE_SECONDS = 12 * 3600
 MAX_SESSIONS = 1000
 MAX_FORM_BYTES = 8 * 1024
-#: Failed logins allowed per client address per LOGIN_WINDOW seconds (tokens are 256-bit: this only
-#: keeps noise down).
+#: Wrong tokens allowed per client address per LOGIN_WINDOW seconds before further wrong ones get 429
+#: (tokens are 256-bit: this only keeps a flood down). The right token is never throttled.
 MAX_LOGIN_FAILURES = 10
 LOGIN_WINDOW = 300.0
+#: Addresses remembered by the throttle; the one whose last failure is oldest is forgotten first.
+MAX_TRACKED_ADDRESSES = 10_000
 CHART_DAYS = 30
 CARD_TRANSACTIONS = 10
 AUDIT_RECORDS = 25
@@ -81,6 +86,48 @@ class Session:
     created: float
     seen: float
     flashes: list[tuple[str, str]] = field(default_factory=list)
+
+
+class LoginThrottle:
+    """Failed sign-ins per client address, in bounded memory.
+
+    After :data:`MAX_LOGIN_FAILURES` wrong tokens within :data:`LOGIN_WINDOW` seconds, further wrong tokens
+    from that address are answered 429 (with ``Retry-After``) until the window has passed since the oldest
+    of its last ten failures; throttled attempts count as failures, so a steady flood stays throttled. A
+    right token is checked and accepted whatever the address's count: operators behind the same address
+    (a proxy, an office NAT) are never locked out by someone else's flood. At most ``max_addresses`` are
+    tracked, ten timestamps each.
+    """
+
+    def __init__(self, max_addresses: int = MAX_TRACKED_ADDRESSES) -> None:
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._max = max_addresses
+
+    def __len__(self) -> int:
+        return len(self._failures)
+
+    def retry_after(self, address: str, now: float) -> int:
+        """Whole seconds until a wrong token from ``address`` is answered 401 again (0: not throttled)."""
+        times = self._failures.get(address)
+        if times is None:
+            return 0
+        while times and now - times[0] >= LOGIN_WINDOW:
+            times.popleft()
+        if not times:
+            del self._failures[address]
+            return 0
+        if len(times) < MAX_LOGIN_FAILURES:
+            return 0
+        return max(1, math.ceil(times[0] + LOGIN_WINDOW - now))
+
+    def failed(self, address: str, now: float) -> None:
+        times = self._failures.get(address)
+        if times is None:
+            times = self._failures[address] = deque(maxlen=MAX_LOGIN_FAILURES)
+        times.append(now)
+        self._failures.move_to_end(address)
+        while len(self._failures) > self._max:
+            self._failures.popitem(last=False)
 
 
 def _sid_key(sid: str) -> str:
@@ -109,7 +156,7 @@ class Dashboard:
         self.security = security
         self._clock = clock
         self._sessions: dict[str, Session] = {}
-        self._failures: dict[str, list[float]] = {}
+        self.throttle = LoginThrottle()
 
     def routes(self) -> list[tuple[str, list[str], Endpoint]]:
         return [
@@ -261,27 +308,28 @@ class Dashboard:
         if self._cross_site(request):
             return self._forbidden("cross-site request refused")
         client = request.client.host if request.client else "-"
-        now = self._clock()
-        recent = [t for t in self._failures.get(client, []) if now - t < LOGIN_WINDOW]
-        if len(recent) >= MAX_LOGIN_FAILURES:
-            self._failures[client] = recent
-            page = views.login_page(nonce=nonce, error="Too many failed sign-ins: wait a few minutes.")
-            return self._finish(HTMLResponse(page, status_code=429), nonce)
         form = await _form(request)
         token = (form or {}).get("token", "").strip()
         digest = token_digest(token)
         operator = None
         if token and len(token) <= 256:
+            # Checked before the throttle: the right token always signs in, whatever a flood did.
             operator = await anyio.to_thread.run_sync(self.runtime.ledger.operator_for_token, digest)
+        now = self._clock()
         if operator is None:
-            recent.append(now)
-            self._failures[client] = recent
+            wait = self.throttle.retry_after(client, now)
+            self.throttle.failed(client, now)
+            if wait:
+                page = views.login_page(nonce=nonce, error="Too many failed sign-ins: wait a few minutes.")
+                throttled = HTMLResponse(page, status_code=429, headers={"Retry-After": str(wait)})
+                return self._finish(throttled, nonce)
             logger.warning("dashboard: failed sign-in from %s", client)
+            if self.throttle.retry_after(client, now):
+                logger.warning("dashboard: further wrong tokens from %s get 429 for a while", client)
             page = views.login_page(
                 nonce=nonce, error="That is not a valid operator token (agent tokens do not open the dashboard)."
             )
             return self._finish(HTMLResponse(page, status_code=401), nonce)
-        self._failures.pop(client, None)
         sid = secrets.token_urlsafe(32)  # a new id at every sign-in (no fixation)
         self._store(_sid_key(sid), Session(operator, digest, secrets.token_urlsafe(32), now, now))
         await self.runtime.record(agent="-", tool="dashboard", event="operator_login", actor=operator)
@@ -385,6 +433,9 @@ class Dashboard:
         name = request.path_params["agent"]
         pending = await self._pending()
         chrome = self._chrome(session, nonce, len(pending))
+        if not is_agent_name(name):
+            page = views.error_page("Not an agent name", f"{name!r}: {AGENT_NAME_RULE}.", nonce=nonce, chrome=chrome)
+            return HTMLResponse(page, status_code=400)
         if name not in await self._agents():
             page = views.error_page("Not found", f"No agent named {name!r}.", nonce=nonce, chrome=chrome)
             return HTMLResponse(page, status_code=404)
@@ -451,6 +502,8 @@ class Dashboard:
     async def _kill_switch(self, request: Request, session: Session, form: dict[str, str]) -> Response:
         agent = request.path_params["agent"]
         switch = request.path_params["switch"]
+        if not is_agent_name(agent):
+            return Response(f"{agent!r}: {AGENT_NAME_RULE}", status_code=400, media_type="text/plain")
         if switch not in ("freeze", "unfreeze") or agent not in await self._agents():
             return Response("not found", status_code=404, media_type="text/plain")
         reason = clean_text(form.get("reason", ""), 200) or None

@@ -19,7 +19,7 @@ from urllib.parse import quote
 from interlace_mcp.audit import AuditRecord
 from interlace_mcp.money import format_amount
 from interlace_mcp.operations import CardResult, TransactionInfo, clean_text
-from interlace_mcp.policy import Approval, WindowStatus, epoch_to_iso
+from interlace_mcp.policy import AGENT_NAME_RULE, Approval, WindowStatus, epoch_to_iso, is_agent_name
 
 __all__ = [
     "AgentRow",
@@ -43,6 +43,13 @@ def esc(value: object) -> str:
 
 def _url(*parts: str) -> str:
     return BASE + "".join("/" + quote(p, safe="") for p in parts)
+
+
+def agent_link(name: str) -> str:
+    """The agent's name linking to its page; a name outside the rule (minted before it) gets no URL at all."""
+    if is_agent_name(name):
+        return f'<a href="{_url("agents", name)}">{esc(name)}</a>'
+    return f'{esc(name)} <span class="muted">(no page: {esc(AGENT_NAME_RULE)}; this agent cannot sign in)</span>'
 
 
 def _money(value: Decimal | None) -> str:
@@ -445,7 +452,7 @@ def overview_page(
             )
             cards.append(
                 f"""<section class="panel" aria-labelledby="agent-{esc(row.name)}">
-<h3 id="agent-{esc(row.name)}"><a href="{_url("agents", row.name)}">{esc(row.name)}</a>
+<h3 id="agent-{esc(row.name)}">{agent_link(row.name)}
 {_frozen_badge(row.frozen)}</h3>
 <p class="muted">{row.cards} active card{"s" if row.cards != 1 else ""} · per transaction
 {esc(_money(per_txn))} {esc(row.currency)}{pending}</p>
@@ -486,7 +493,7 @@ def approvals_fragment(pending: Sequence[Approval], *, csrf: str, now: float, sc
             rid = f"reason-{a.id}"
             rows.append(
                 f"""<tr id="approval-{esc(a.id)}">
-<td><a href="{_url("agents", a.agent)}">{esc(a.agent)}</a></td>
+<td>{agent_link(a.agent)}</td>
 <td><code>{esc(a.tool)}</code></td>
 <td class="num">{esc(format_amount(a.amount))} {esc(a.currency)}</td>
 <td>{esc(clean_text(a.summary, 200))}{other}<br><span class="muted mono">{esc(a.id)} · request
@@ -513,7 +520,7 @@ def approvals_fragment(pending: Sequence[Approval], *, csrf: str, now: float, sc
 
 def approvals_page(fragment: str, recent: Sequence[Approval], *, chrome: Chrome) -> str:
     rows = "".join(
-        f"""<tr><td><a href="{_url("agents", a.agent)}">{esc(a.agent)}</a></td><td><code>{esc(a.tool)}</code></td>
+        f"""<tr><td>{agent_link(a.agent)}</td><td><code>{esc(a.tool)}</code></td>
 <td class="num">{esc(format_amount(a.amount))} {esc(a.currency)}</td><td>{esc(a.status)}</td>
 <td>{esc(a.decided_by or "-")}</td><td>{esc(clean_text(a.reason, 200) or "")}</td>
 <td>{esc(epoch_to_iso(a.decided_at) or epoch_to_iso(a.expires_at))}</td></tr>"""

@@ -36,11 +36,12 @@ from interlace_mcp.operations._results import (
     TransactionList,
 )
 from interlace_mcp.operations._runner import INFLIGHT_WAIT_SECONDS, args_hash, run_money
-from interlace_mcp.operations._sanitize import clean_text
+from interlace_mcp.operations._sanitize import CARD_NUMBER_RULE, clean_text, looks_like_card_number
 from interlace_mcp.operations._transfer_ops import CreateTransfer
 from interlace_mcp.policy import Refusal
 
 __all__ = [
+    "CARD_NUMBER_RULE",
     "INFLIGHT_WAIT_SECONDS",
     "MONEY_OPERATIONS",
     "TRANSACTION_TYPES",
@@ -79,6 +80,7 @@ __all__ = [
     "check_currency",
     "clean_text",
     "fetch_card",
+    "looks_like_card_number",
     "not_found",
     "operation_for",
     "refusal_from_upstream",

@@ -17,6 +17,7 @@ from typing import Any, Literal, Self
 
 from interlace_mcp.audit import AuditLog
 from interlace_mcp.client import InterlaceClient
+from interlace_mcp.metrics import Metrics
 from interlace_mcp.money import format_amount
 from interlace_mcp.operations._cards import CardCache
 from interlace_mcp.operations._inflight import InFlight
@@ -81,6 +82,8 @@ class Deps:
     card_product: Callable[[], Awaitable[tuple[str | None, str | None]]]
     #: Tell a human about a new pending approval (best effort).
     notify_approval: Callable[[RequestRecord], Awaitable[None]]
+    #: Prometheus metrics (a no-op unless INTERLACE_METRICS_PORT is set).
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 @dataclass

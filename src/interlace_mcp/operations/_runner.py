@@ -253,6 +253,8 @@ async def _execute(
         logger.critical("audit record could not be written: outcome of %s/%s", key.tool, key.request_id)
         await deps.store.write(_complete, deps, key, agent, op, movement, outcome, audit=False)
     crashpoint("after_commit")
+    if outcome.amount is not None:
+        deps.metrics.money_moved(agent=agent, tool=op.spec.name, amount=outcome.amount, currency=op.currency)
     if resumed:
         movement = movement.model_copy(update={"replayed": True})
     return movement.audited()

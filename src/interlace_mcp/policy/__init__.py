@@ -23,6 +23,8 @@ from interlace_mcp.policy._db import (
 )
 from interlace_mcp.policy._ledger import Ledger
 from interlace_mcp.policy._policy import (
+    AGENT_NAME_PATTERN,
+    AGENT_NAME_RULE,
     BUILTIN_DEFAULTS,
     SANDBOX_PAYEE,
     AgentPolicy,
@@ -32,6 +34,7 @@ from interlace_mcp.policy._policy import (
     PolicyError,
     builtin_policy,
     file_stamp,
+    is_agent_name,
     load_policy,
     parse_policy,
     token_digest,
@@ -53,6 +56,8 @@ from interlace_mcp.policy._values import (
 from interlace_mcp.policy._windows import epoch_to_iso, iso_utc, window_keys
 
 __all__ = [
+    "AGENT_NAME_PATTERN",
+    "AGENT_NAME_RULE",
     "BUILTIN_DEFAULTS",
     "SANDBOX_PAYEE",
     "WRITE_LOCK",
@@ -85,6 +90,7 @@ __all__ = [
     "epoch_to_iso",
     "file_stamp",
     "frozen_violation",
+    "is_agent_name",
     "is_postgres_url",
     "iso_utc",
     "load_policy",

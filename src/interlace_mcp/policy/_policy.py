@@ -22,6 +22,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from interlace_mcp.money import CENT, MAX_AMOUNT
 
 __all__ = [
+    "AGENT_NAME_PATTERN",
+    "AGENT_NAME_RULE",
     "BUILTIN_DEFAULTS",
     "SANDBOX_PAYEE",
     "AgentPolicy",
@@ -31,6 +33,7 @@ __all__ = [
     "PolicyError",
     "builtin_policy",
     "file_stamp",
+    "is_agent_name",
     "load_policy",
     "parse_policy",
     "token_digest",
@@ -39,7 +42,14 @@ __all__ = [
 SANDBOX_PAYEE = "sandbox-payee"
 VELOCITY_WINDOWS = ("DAY", "WEEK", "MONTH", "QUARTER", "YEAR", "TRANSACTION", "LIFETIME", "NA")
 LIMIT_KEYS = ("per_transaction", "daily", "weekly", "monthly", "lifetime")
-_AGENT_NAME = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+#: Agent names, everywhere (policy sections, CLI, INTERLACE_AGENT_ID, JWT ``sub``, tokens, dashboard URLs):
+#: safe in a URL path segment, a file name, a TOML key and a log line, with no dot segments or case games.
+AGENT_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+AGENT_NAME_RULE = (
+    f"agent names must match {AGENT_NAME_PATTERN} (1-63 characters: lower-case letters, digits, _ and -, "
+    "starting with a letter or digit)"
+)
+_AGENT_NAME = re.compile(AGENT_NAME_PATTERN[1:-1], re.ASCII)
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -165,6 +175,11 @@ class Policy:
         return sorted(self.agents)
 
 
+def is_agent_name(name: object) -> bool:
+    """Whether ``name`` follows :data:`AGENT_NAME_RULE`."""
+    return isinstance(name, str) and _AGENT_NAME.fullmatch(name) is not None
+
+
 def builtin_policy(*, sandbox: bool, sandbox_payee: Payee | None = None) -> Policy:
     """The documented built-in policy; on the embedded emulator reveal is on and the seeded payee allowed."""
     if not sandbox:
@@ -216,8 +231,8 @@ def parse_policy(
 
     agents: dict[str, AgentPolicy] = {}
     for name, body in _table(raw.get("agents", {}), source, "agents").items():
-        if not _AGENT_NAME.fullmatch(name):
-            raise PolicyError(source, f"agents.{name}", "agent names are 1-64 chars of A-Z a-z 0-9 . _ : -")
+        if not is_agent_name(name):
+            raise PolicyError(source, f"agents.{name}", AGENT_NAME_RULE)
         section = _table(body, source, f"agents.{name}")
         agents[name] = replace(_apply(defaults, section, source, f"agents.{name}", allow_agent_only=True), agent=name)
 

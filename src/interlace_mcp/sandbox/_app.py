@@ -10,14 +10,11 @@ fail_after_commit -> response (+ webhook background task).
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import logging
 import re
-import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -34,7 +31,9 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from . import _seeds as seeds
-from ._state import LIMIT_TYPES, SandboxError, SandboxState
+from ._records import LIMIT_TYPES, STABLECOINS, SandboxError
+from ._state import SandboxState
+from ._webhooks import WebhookEnvelope, WebhookSink
 
 __all__ = ["SandboxConnectionDropped", "create_sandbox_app"]
 
@@ -46,7 +45,8 @@ _CENT: Final = Decimal("0.01")
 _INT_RE: Final = re.compile(r"[0-9]{1,15}")
 _MAX_ID_LEN: Final = 128
 _BODY_METHODS: Final = ("POST", "PUT", "PATCH")
-_WEBHOOK_TIMEOUT: Final = 5.0
+_CRYPTO_AMOUNT_RE: Final = re.compile(r"[0-9]{1,9}(\.[0-9]{1,6})?")
+_MCC_RE: Final = re.compile(r"[0-9]{4}")
 
 
 class SandboxConnectionDropped(Exception):
@@ -124,18 +124,75 @@ def _paged(query: QueryParams, items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"list": items[start : start + limit], "total": str(len(items))}
 
 
-def _side(body: dict[str, Any], name: str, *, external: bool) -> tuple[str, str]:
+def _crypto_amount(value: object, name: str) -> Decimal:
+    """A stablecoin amount: up to 6 decimals on the wire (USDC/USDT precision), > 0."""
+    if not isinstance(value, str):
+        raise _bad(f'{name} must be a JSON string like "10.50"')
+    if not _CRYPTO_AMOUNT_RE.fullmatch(value):
+        raise _bad(f'{name} must look like "10" or "10.123456" (digits, at most 6 decimals, no sign/exponent)')
+    amount = Decimal(value)
+    if amount <= 0:
+        raise _bad(f"{name} must be greater than zero")
+    return amount
+
+
+def _opt_bool(body: dict[str, Any], *names: str) -> bool:
+    for name in names:
+        value = body.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, bool):
+            raise _bad(f"{name} must be true or false")
+        return value
+    return False
+
+
+def _opt_mcc(body: dict[str, Any]) -> str:
+    mcc = _opt_str(body, "mcc")
+    if mcc and not _MCC_RE.fullmatch(mcc):
+        raise _bad("mcc must be 4 digits")
+    return mcc
+
+
+def _str_list(body: dict[str, Any], name: str) -> list[str]:
+    value = body.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) and 0 < len(v) <= _MAX_ID_LEN for v in value):
+        raise _bad(f"{name} must be a list of ids")
+    if len(value) > 100:
+        raise _bad(f"{name} has more than 100 entries")
+    return list(value)
+
+
+@dataclass(frozen=True)
+class _Side:
+    balance_id: str
+    account_id: str
+    business_type: int
+    currency: str
+
+
+def _side(body: dict[str, Any], name: str, *, external: bool) -> _Side:
     side = body.get(name)
     if not isinstance(side, dict):
         raise _bad(f"{name} must be an object")
     balance_id = _req_str(side, "id")
-    if side.get("currency") != "USD":
-        raise _bad(f"{name}.currency must be USD")
     business_type = side.get("businessType")
-    if isinstance(business_type, bool) or business_type != 0:
-        raise _bad(f"{name}.businessType must be 0 (Infinity Account)")
+    # internal transfers may come from a CryptoConnect wallet (businessType 2, USDC/USDT)
+    allowed = (0, 2) if name == "from" and not external else (0,)
+    if isinstance(business_type, bool) or business_type not in allowed:
+        raise _bad(
+            f"{name}.businessType must be 0 (Infinity Account) or 2 (CryptoConnect wallet)"
+            if len(allowed) == 2
+            else f"{name}.businessType must be 0 (Infinity Account)"
+        )
+    currency = side.get("currency")
+    expected = STABLECOINS if business_type == 2 else ("USD",)
+    if currency not in expected:
+        raise _bad(f"{name}.currency must be {' or '.join(expected)}")
     account_id = _req_str(side, "accountId") if external else str(body["accountId"])
-    return balance_id, account_id
+    return _Side(balance_id, account_id, 2 if business_type == 2 else 0, str(currency))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -150,7 +207,6 @@ class _Ctx:
     body: dict[str, Any]
     account_id: str
     app: _SandboxDispatcher
-    webhooks: list[dict[str, Any]] = field(default_factory=list)
 
 
 Handler = Callable[[_Ctx], Any]
@@ -324,18 +380,29 @@ def _h_transaction_list(ctx: _Ctx) -> Any:
 def _business_transfer(ctx: _Ctx, *, external: bool) -> Any:
     body = ctx.body
     client_transaction_id = _req_str(body, "clientTransactionId")
-    amount = _req_amount(body)
-    from_id, from_account = _side(body, "from", external=external)
-    to_id, to_account = _side(body, "to", external=external)
+    source = _side(body, "from", external=external)
+    target = _side(body, "to", external=external)
+    if source.business_type == 2:
+        # a stablecoin amount (6 places on the wire) that becomes USD 1:1 (emulator: whole cents only)
+        amount = _crypto_amount(body.get("amount"), "amount")
+        if amount != amount.quantize(_CENT):
+            raise _bad("amount must convert 1:1 to whole US cents (at most 2 decimals)")
+        amount = amount.quantize(_CENT)
+    else:
+        amount = _req_amount(body)
     transfer = ctx.state.business_transfer(
         ctx.account_id,
         external=external,
         client_transaction_id=client_transaction_id,
         amount=amount,
-        from_balance_id=from_id,
-        from_account_id=from_account,
-        to_balance_id=to_id,
-        to_account_id=to_account,
+        from_balance_id=source.balance_id,
+        from_account_id=source.account_id,
+        to_balance_id=target.balance_id,
+        to_account_id=target.account_id,
+        from_business_type=source.business_type,
+        from_currency=source.currency,
+        to_business_type=target.business_type,
+        to_currency=target.currency,
     )
     return ctx.state.transfer_view(transfer)
 
@@ -367,18 +434,100 @@ def _simulate(ctx: _Ctx, account_id: str) -> Any:
         account_id,
         card_id=_req_str(body, "cardId"),
         amount=_req_amount(body),
-        merchant_name=_opt_str(body, "merchantName"),
-        mcc=_opt_str(body, "mcc"),
-        merchant_city=_opt_str(body, "merchantCity"),
-        merchant_country=_opt_str(body, "merchantCountry"),
+        currency=currency,
+        merchant_name=_opt_str(body, "merchantName", max_len=200),
+        mcc=_opt_mcc(body),
+        merchant_city=_opt_str(body, "merchantCity", max_len=100),
+        merchant_country=_opt_str(body, "merchantCountry", max_len=3),
+        three_ds=_opt_bool(body, "threeDs", "three_ds"),
+        risk_decline=_opt_bool(body, "riskDecline", "risk_decline"),
     )
-    view = ctx.state.transaction_view(tx)
-    ctx.webhooks.append(view)
-    return view
+    return ctx.state.transaction_view(tx)
 
 
 def _h_simulate_auth(ctx: _Ctx) -> Any:
     return _simulate(ctx, ctx.account_id)
+
+
+def _spend_rule_id(raw: object) -> int | None:
+    if raw is None:
+        return None
+    text = str(raw) if isinstance(raw, int | str) and not isinstance(raw, bool) else ""
+    if not _INT_RE.fullmatch(text):
+        raise _bad("id must be the integer id of a spend control")
+    return int(text)
+
+
+def _set_spend_controls(ctx: _Ctx, *, allow_cards: bool) -> Any:
+    body = ctx.body
+    card_ids = _str_list(body, "cardIds")
+    if not allow_cards and card_ids:
+        raise _bad("cardIds belong to /cards/spend-controls; BIN spend controls take cardBinIds")
+    rule = ctx.state.set_spend_rule(
+        ctx.account_id,
+        usage=_req_str(body, "usage"),
+        keywords=_req_str(body, "keywords"),
+        list_type=_req_str(body, "type"),
+        rule_id=_spend_rule_id(body.get("id")),
+        card_ids=card_ids,
+        card_bin_ids=_str_list(body, "cardBinIds"),
+    )
+    return ctx.state.spend_rule_view(rule)
+
+
+def _h_set_card_spend_controls(ctx: _Ctx) -> Any:
+    return _set_spend_controls(ctx, allow_cards=True)
+
+
+def _h_set_bin_spend_controls(ctx: _Ctx) -> Any:
+    return _set_spend_controls(ctx, allow_cards=False)
+
+
+def _h_list_spend_controls(ctx: _Ctx) -> Any:
+    rules = ctx.state.spend_rules_for(
+        ctx.account_id, card_id=ctx.query.get("cardId") or None, bin_id=ctx.query.get("cardBinId") or None
+    )
+    for name, attr in (("usage", "usage"), ("type", "list_type")):
+        wanted = ctx.query.get(name)
+        if wanted:
+            rules = [r for r in rules if getattr(r, attr) == wanted]
+    return _paged(ctx.query, [ctx.state.spend_rule_view(r) for r in rules])
+
+
+def _h_delete_spend_control(ctx: _Ctx) -> Any:
+    rule_id = _spend_rule_id(ctx.params["ruleId"])
+    assert rule_id is not None
+    rule = ctx.state.delete_spend_rule(ctx.account_id, rule_id)
+    return {"id": rule.id, "deleted": True}
+
+
+def _h_wallets_list(ctx: _Ctx) -> Any:
+    master = ctx.query.get("master")
+    if master not in (None, "", "true", "false"):
+        raise _bad("master must be true or false")
+    wallets = ctx.state.list_wallets(ctx.account_id, master=None if not master else master == "true")
+    return _paged(ctx.query, [ctx.state.wallet_view(w) for w in wallets])
+
+
+def _h_wallet_get(ctx: _Ctx) -> Any:
+    return ctx.state.wallet_view(ctx.state.get_wallet(ctx.account_id, ctx.params["walletId"]))
+
+
+def _h_wallet_address(ctx: _Ctx) -> Any:
+    address = ctx.state.create_wallet_address(
+        ctx.account_id,
+        ctx.params["walletId"],
+        currency=_req_str(ctx.body, "currency"),
+        chain=_req_str(ctx.body, "chain"),
+    )
+    return {
+        "id": address.id,
+        "walletId": ctx.params["walletId"],
+        "currency": address.currency,
+        "chain": address.chain,
+        "address": address.address,
+        "createTime": str(address.create_time),
+    }
 
 
 # ---- control API ----------------------------------------------------------------------------------
@@ -412,12 +561,24 @@ def _h_ctl_config(ctx: _Ctx) -> Any:
     if "webhook_url" in body and url is not None:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise _bad("webhook_url must be an http(s) URL or null")
+    settle = body.get("settle_after_seconds")
+    if settle is not None:
+        if isinstance(settle, bool) or not isinstance(settle, int | float) or not 0 <= settle <= 30 * 86400:
+            raise _bad("settle_after_seconds must be a number of seconds from 0 to 2592000 (0 = at once)")
+    risky = body.get("risk_decline_merchants")
+    if risky is not None:
+        if not isinstance(risky, list) or not all(isinstance(m, str) and 0 < len(m) <= 200 for m in risky):
+            raise _bad("risk_decline_merchants must be a list of merchant names")
     if ttl is not None:
         config.token_ttl_seconds = ttl
     if fee is not None:
         config.issuance_fee = fee
     if "webhook_url" in body:
         config.webhook_url = url
+    if settle is not None:
+        config.settle_after_seconds = float(settle)
+    if risky is not None:
+        config.risk_decline_merchants = list(risky)
     return config.view()
 
 
@@ -454,6 +615,36 @@ def _h_ctl_simulate(ctx: _Ctx) -> Any:
     return _simulate(ctx, seeds.ACCOUNT_ID)
 
 
+def _h_ctl_settle(ctx: _Ctx) -> Any:
+    body = ctx.body
+    card_id = _opt_str(body, "cardId", max_len=_MAX_ID_LEN) or None
+    transaction_id = _opt_str(body, "transactionId", max_len=_MAX_ID_LEN) or None
+    status = _opt_str(body, "status", default="CLOSED")
+    settled = ctx.state.settle(seeds.ACCOUNT_ID, card_id=card_id, transaction_id=transaction_id, status=status)
+    views = [ctx.state.transaction_view(t) for t in settled]
+    return {"list": views, "total": str(len(views))}
+
+
+def _h_ctl_deposit(ctx: _Ctx) -> Any:
+    body = ctx.body
+    currency = _opt_str(body, "currency", default="USDC")
+    if currency not in STABLECOINS:
+        raise _bad(f"currency must be one of {', '.join(STABLECOINS)}")
+    deposit = ctx.state.deposit(
+        seeds.ACCOUNT_ID,
+        currency=currency,
+        amount=_crypto_amount(body.get("amount"), "amount"),
+        chain=_opt_str(body, "chain", default=seeds.DEPOSIT_CHAIN),
+        wallet_id=_opt_str(body, "walletId", max_len=_MAX_ID_LEN) or None,
+    )
+    wallet = ctx.state.get_wallet(seeds.ACCOUNT_ID, deposit.wallet_id)
+    return {"deposit": ctx.state.deposit_view(deposit), "wallet": ctx.state.wallet_view(wallet)}
+
+
+def _h_ctl_expire_card(ctx: _Ctx) -> Any:
+    return ctx.state.card_view(ctx.state.expire_card(seeds.ACCOUNT_ID, ctx.params["cardId"]))
+
+
 # --------------------------------------------------------------------------------------------------
 # routing
 
@@ -465,6 +656,7 @@ class _Route:
     handler: Handler
     auth: bool = True  # needs x-access-token
     account: bool = True  # needs accountId
+    account_optional: bool = False  # accountId may be left out (then: the client's own)
     mutating: bool = False  # save the state afterwards
     bare: bool = False  # legacy OAuth: no envelope
     control: bool = False  # /_sandbox/: no counters, faults, idempotency
@@ -494,6 +686,10 @@ def _routes() -> list[_Route]:
         _Route("GET", f"{V3}/cards/transaction-list", _h_transaction_list),
         _Route("POST", f"{V3}/cards/transfer-in", _h_transfer_in, mutating=True),
         _Route("POST", f"{V3}/cards/transfer-out", _h_transfer_out, mutating=True),
+        _Route("POST", f"{V3}/cards/spend-controls", _h_set_card_spend_controls, mutating=True),
+        _Route("POST", f"{V3}/card/bins/spend-controls", _h_set_bin_spend_controls, mutating=True),
+        _Route("GET", f"{V3}/cards/spend-controls", _h_list_spend_controls),
+        _Route("DELETE", f"{V3}/cards/spend-controls/{{ruleId}}", _h_delete_spend_control, mutating=True),
         _Route("GET", f"{V3}/cards/{{cardId}}/card-summary", _h_card_summary),
         _Route("GET", f"{V3}/cards/{{cardId}}/private-info/access-token", _h_private_info, mutating=True),
         _Route("POST", f"{V3}/cards/{{cardId}}/freeze", _h_freeze, mutating=True),
@@ -505,6 +701,9 @@ def _routes() -> list[_Route]:
         _Route("POST", f"{V3}/business/transfer/external", _h_transfer_external, mutating=True),
         _Route("GET", f"{V3}/business/transfers", _h_transfer_list),
         _Route("POST", f"{V3}/vcc/simulate/auth", _h_simulate_auth, mutating=True),
+        _Route("GET", f"{V3}/cryptoconnect/wallets", _h_wallets_list),
+        _Route("GET", f"{V3}/cryptoconnect/wallets/{{walletId}}", _h_wallet_get, account_optional=True),
+        _Route("POST", f"{V3}/cryptoconnect/wallets/{{walletId}}/addresses", _h_wallet_address, mutating=True),
         _Route("GET", "/_sandbox/state", _h_ctl_state, **ctl),
         _Route("POST", "/_sandbox/reset", _h_ctl_reset, mutating=True, **ctl),
         _Route("POST", "/_sandbox/tokens/expire", _h_ctl_expire, mutating=True, **ctl),
@@ -513,6 +712,9 @@ def _routes() -> list[_Route]:
         _Route("POST", "/_sandbox/faults", _h_ctl_add_fault, **ctl),
         _Route("DELETE", "/_sandbox/faults", _h_ctl_clear_faults, **ctl),
         _Route("POST", "/_sandbox/simulate-purchase", _h_ctl_simulate, mutating=True, **ctl),
+        _Route("POST", "/_sandbox/settle", _h_ctl_settle, mutating=True, **ctl),
+        _Route("POST", "/_sandbox/deposit", _h_ctl_deposit, mutating=True, **ctl),
+        _Route("POST", "/_sandbox/cards/{cardId}/expire", _h_ctl_expire_card, mutating=True, **ctl),
     ]
 
 
@@ -638,6 +840,8 @@ class _SandboxDispatcher:
             if fault is not None and fault.kind in ("latency", "timeout"):
                 await anyio.sleep(fault.delay_seconds)
             async with self.lock:
+                # authorizations whose settlement time has come clear before anything else is read
+                settled = state.settle_due()
                 try:
                     data = route.handler(ctx)
                 except SandboxError as exc:
@@ -648,20 +852,36 @@ class _SandboxDispatcher:
                         idem_scope = None
                     response = JSONResponse(data if route.bare else _envelope(data))
                 finally:
-                    if route.mutating:
+                    if route.mutating or settled:
                         self._save()
+                    outbox = state.take_outbox()
         finally:
             if idem_scope is not None:
                 state.idempotency_abort(idem_scope)
 
         if fault is not None and fault.kind == "fail_after_commit":
             if fault.status == 0:
+                await self._deliver(outbox)  # the change happened: its notifications still go out
                 await _drop(send)
             response = _error(route, fault.effective_status, "500001", "injected failure after commit")
-        url = state.config.webhook_url
-        if ctx.webhooks and url:
-            response.background = BackgroundTask(self._deliver_webhooks, url, list(ctx.webhooks))
+        if outbox:
+            # after the response is sent (in-process: before the caller sees it), in emission order
+            response.background = BackgroundTask(self._deliver, outbox)
         return response
+
+    async def tick(self) -> int:
+        """Settle what is due and deliver pending webhooks now (the ticker's step); returns how many settled."""
+        async with self.lock:
+            settled = self.state.settle_due()
+            if settled:
+                self._save()
+            outbox = self.state.take_outbox()
+        await self._deliver(outbox)
+        return len(settled)
+
+    async def _deliver(self, envelopes: list[WebhookEnvelope]) -> None:
+        """Hand webhooks to the sinks and the configured URL; never raises."""
+        await self.state.deliver_webhooks(envelopes, transport=self.webhook_transport)
 
     @staticmethod
     async def _read_body(request: Request) -> dict[str, Any]:
@@ -681,45 +901,13 @@ class _SandboxDispatcher:
         if not route.account:
             return ""
         value = body.get("accountId") if method in _BODY_METHODS else query.get("accountId")
+        if value is None and route.account_optional:
+            return seeds.ACCOUNT_ID
         if not isinstance(value, str) or not value:
             raise SandboxError(400, "400001", "accountId is required")
         if value != seeds.ACCOUNT_ID:
             raise SandboxError(403, "403001", "accountId does not belong to this client")
         return value
-
-    async def _deliver_webhooks(self, url: str, transactions: list[dict[str, Any]]) -> None:
-        """Best effort: one POST per event, no retries; failures are logged, never raised."""
-        try:
-            async with httpx.AsyncClient(timeout=_WEBHOOK_TIMEOUT, transport=self.webhook_transport) as client:
-                for tx in transactions:
-                    resource = json.dumps(tx, separators=(",", ":"))
-                    ms = str(self.state.now_ms())
-                    signature = base64.b64encode(
-                        hmac.new(seeds.CLIENT_SECRET.encode(), resource.encode(), hashlib.sha256).digest()
-                    ).decode()
-                    payload = {
-                        "eventType": "CARD_TRANSACTION.CREATED",
-                        "apiVersion": "v3",
-                        "code": "000000",
-                        "message": "",
-                        "resource": resource,
-                        "createTime": ms,
-                        "id": str(uuid.uuid4()),
-                    }
-                    response = await client.post(
-                        url,
-                        content=json.dumps(payload),
-                        headers={
-                            "Content-Type": "application/json",
-                            "Signature-Method": "HMAC-SHA256",
-                            "Signature": signature,
-                            "Timestamp": ms,
-                        },
-                    )
-                    if response.status_code >= 300:
-                        logger.warning("sandbox: webhook receiver answered HTTP %s", response.status_code)
-        except Exception as exc:
-            logger.warning("sandbox: webhook delivery failed (%s)", type(exc).__name__)
 
 
 def create_sandbox_app(
@@ -729,12 +917,18 @@ def create_sandbox_app(
     clock: Callable[[], float] | None = None,
     webhook_url: str | None = None,
     webhook_transport: httpx.AsyncBaseTransport | None = None,
+    webhook_sink: WebhookSink | None = None,
+    tick_seconds: float | None = None,
 ) -> Starlette:
     """Build the emulator app. ``app.state.sandbox`` is the live :class:`SandboxState`.
 
     With ``state_path`` the state is loaded from that file when it exists (unless ``state`` is
     given) and saved after every mutating request. ``webhook_transport`` lets tests capture
-    webhook deliveries without a real receiver.
+    webhook deliveries without a real receiver; ``webhook_sink`` (see
+    :meth:`SandboxState.add_webhook_sink`) receives every signed webhook in-process, without HTTP.
+    ``tick_seconds`` (a served emulator: ``interlace-mcp sandbox``) settles due authorizations and
+    delivers their webhooks that often even when no request comes in; without it, settlement happens
+    on the next request. ``app.state.sandbox_tick`` runs one such step on demand.
     """
     if state is None:
         if state_path is not None and Path(state_path).exists():
@@ -745,10 +939,33 @@ def create_sandbox_app(
         state.clock = clock
     if webhook_url is not None:
         state.config.webhook_url = webhook_url
+    if webhook_sink is not None:
+        state.add_webhook_sink(webhook_sink)
     dispatcher = _SandboxDispatcher(
         state, Path(state_path) if state_path is not None else None, webhook_url, webhook_transport
     )
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-    app = Starlette(routes=[Route("/{path:path}", dispatcher, methods=methods)])
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        if tick_seconds is None:
+            yield
+            return
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_ticker, dispatcher, tick_seconds)
+            yield
+            tg.cancel_scope.cancel()
+
+    app = Starlette(routes=[Route("/{path:path}", dispatcher, methods=methods)], lifespan=lifespan)
     app.state.sandbox = state
+    app.state.sandbox_tick = dispatcher.tick
     return app
+
+
+async def _ticker(dispatcher: _SandboxDispatcher, seconds: float) -> None:
+    while True:
+        await anyio.sleep(seconds)
+        try:
+            await dispatcher.tick()
+        except Exception as exc:  # the ticker must outlive one bad step
+            logger.warning("sandbox: settlement tick failed (%s)", type(exc).__name__)

@@ -93,6 +93,8 @@ def sandbox_banner(base_url: str, state_path: Path | None = None) -> str:
         f"  cardholder id       {seeds.CARDHOLDER_ID}",
         f"  payee account id    {seeds.PAYEE_ACCOUNT_ID}",
         f"  payee balance id    {seeds.PAYEE_BALANCE_ID}",
+        f"  crypto wallet id    {seeds.CRYPTO_WALLET_ID} ({seeds.INITIAL_USDC_BALANCE:,.2f} USDC)",
+        f"  deposit address     {seeds.DEPOSIT_ADDRESS} (USDC on {seeds.DEPOSIT_CHAIN})",
         f"  state file          {state_path if state_path is not None else '(in memory)'}",
         f"  control API         {base_url}/_sandbox/state",
     ]
@@ -121,7 +123,7 @@ def run_sandbox(
             state.save(state_path)
     if latency_ms < 0:
         raise ValueError("latency_ms must not be negative")
-    app = create_sandbox_app(state, state_path=state_path)
+    app = create_sandbox_app(state, state_path=state_path, tick_seconds=1.0)
     live: SandboxState = app.state.sandbox
     for fault in faults:
         live.add_fault(fault.path, fault.kind, status=fault.status, times=fault.times)

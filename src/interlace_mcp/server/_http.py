@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -45,7 +44,7 @@ from interlace_mcp._logging import configure_logging
 from interlace_mcp.app import Runtime, build_runtime, open_runtime
 from interlace_mcp.config import ConfigError, Settings
 from interlace_mcp.dashboard import Dashboard
-from interlace_mcp.policy import token_digest, tokens
+from interlace_mcp.policy import AGENT_NAME_RULE, is_agent_name, token_digest, tokens
 from interlace_mcp.server._build import build_server
 from interlace_mcp.server._webhooks import webhook_handler
 
@@ -63,7 +62,6 @@ __all__ = [
 logger = logging.getLogger("interlace_mcp.server")
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-_AGENT_NAME = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 AuthMode = Literal["token", "jwt", "none"]
 
 
@@ -83,6 +81,9 @@ class AgentTokenVerifier(TokenVerifier):
         if agent is None:
             agent = self.runtime.policies.current().agent_for_token_hash(digest)
         if agent is None:
+            return None
+        if not is_agent_name(agent):  # minted before the rule: the dashboard and CLI could not manage it
+            logger.warning("bearer token refused: its agent %r breaks the rule (%s)", agent[:80], AGENT_NAME_RULE)
             return None
         # subject as well as client_id: the SDK binds sessions and request state to the principal.
         return AccessToken(token=token, client_id=agent, subject=agent, scopes=[])
@@ -124,7 +125,8 @@ class JwtVerifier(TokenVerifier):
         except (jwt.PyJWTError, ValueError):
             return None
         subject = claims.get("sub")
-        if not isinstance(subject, str) or not _AGENT_NAME.fullmatch(subject):
+        if not isinstance(subject, str) or not is_agent_name(subject):
+            logger.warning("JWT refused: its sub %r is not an agent name (%s)", str(subject)[:80], AGENT_NAME_RULE)
             return None
         scopes = claims.get("scope", "")
         return AccessToken(

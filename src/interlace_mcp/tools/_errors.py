@@ -4,12 +4,18 @@ A refusal is *returned* as an error result (not raised) so its text starts with 
 without the SDK's "Error executing tool X: " prefix (mcp-sdk-notes section 7.3). It never echoes raw
 upstream bodies, secrets or card data: client errors are already sanitized, and we add only their
 code and message.
+
+An error result carries no ``structuredContent``: strict clients (the MCP Inspector) validate any
+structured content against the tool's output schema, which describes a *result*, so a refusal shaped
+differently showed as a schema error instead of its text. The text carries the code
+(``[code] sentence``; ``refusal_code`` reads it back for the audit log).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
@@ -19,7 +25,7 @@ from interlace_mcp.audit import AuditWriteError
 from interlace_mcp.client import InterlaceError
 from interlace_mcp.operations import Refusal, refusal_from_upstream
 
-__all__ = ["as_refusal", "refusal_result", "returns_refusals"]
+__all__ = ["as_refusal", "refusal_code", "refusal_result", "returns_refusals"]
 
 logger = logging.getLogger("interlace_mcp.tools")
 
@@ -28,16 +34,18 @@ R = TypeVar("R")
 
 
 def refusal_result(refusal: Refusal) -> CallToolResult:
-    """A refusal as the error result the model reads: every rule, each ``[code] sentence``."""
-    first = refusal.violations[0]
-    return CallToolResult(
-        is_error=True,
-        content=[TextContent(type="text", text=str(refusal))],
-        structured_content={
-            "code": first.code,
-            "rules": [{"code": v.code, "message": v.message, **v.data} for v in refusal.violations],
-        },
-    )
+    """The error result: the ``[code] ...`` text only (no structured content; see the module doc)."""
+    return CallToolResult(is_error=True, content=[TextContent(type="text", text=str(refusal))])
+
+
+_CODE = re.compile(r"\[([a-z_]+)\]")
+
+
+def refusal_code(result: CallToolResult) -> str:
+    """The code an error result's text starts with (``[daily_limit] ...`` -> ``daily_limit``), else ``error``."""
+    first = result.content[0] if result.content else None
+    match = _CODE.match(first.text) if isinstance(first, TextContent) else None
+    return match.group(1) if match else "error"
 
 
 def as_refusal(exc: Exception, *, what: str) -> Refusal | None:

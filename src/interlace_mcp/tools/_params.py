@@ -5,9 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import Field, PlainValidator, StrictBool, WithJsonSchema
+from pydantic import AfterValidator, Field, PlainValidator, StrictBool, WithJsonSchema
 
 from interlace_mcp.money import AMOUNT_PATTERN, AmountError, parse_amount
+from interlace_mcp.operations import CARD_NUMBER_RULE, looks_like_card_number
 
 __all__ = [
     "Amount",
@@ -77,11 +78,32 @@ Reveal = Annotated[
     StrictBool,
     Field(description="true: include the full card number and CVV, only if this agent's policy allows reveal"),
 ]
-Label = Annotated[str, Field(min_length=1, max_length=50, description="A short name for the card (max 50 chars)")]
-Memo = Annotated[
-    str, Field(min_length=1, max_length=140, description="A note stored with the transfer (max 140 chars)")
+
+
+def _no_card_number(value: str) -> str:
+    """Free text from agents is stored, audited, sent upstream and shown to operators: never a card number."""
+    if looks_like_card_number(value):
+        raise ValueError(CARD_NUMBER_RULE)
+    return value
+
+
+Label = Annotated[
+    str,
+    Field(min_length=1, max_length=50, description="A short name for the card (max 50 chars; never a card number)"),
+    AfterValidator(_no_card_number),
 ]
-Merchant = Annotated[str, Field(min_length=1, max_length=100, description="Merchant name for the simulated purchase")]
+Memo = Annotated[
+    str,
+    Field(
+        min_length=1, max_length=140, description="A note stored with the transfer (max 140 chars; never a card number)"
+    ),
+    AfterValidator(_no_card_number),
+]
+Merchant = Annotated[
+    str,
+    Field(min_length=1, max_length=100, description="Merchant name for the simulated purchase (never a card number)"),
+    AfterValidator(_no_card_number),
+]
 PayeeName = Annotated[
     str,
     Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]{1,64}$", description="A payee name from list_payees"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -19,12 +20,13 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, ConfigDict
 
+from interlace_mcp.app import Runtime
 from interlace_mcp.audit import AuditWriteError
 from interlace_mcp.client import InterlaceError
 from interlace_mcp.operations import CardTransfer, CloseCard, CreateTransfer, IssueCard, MoneyMovement, Refusal
 from interlace_mcp.tools import account, cards, spend, transfers
 from interlace_mcp.tools._caller import Caller, rate_limited
-from interlace_mcp.tools._errors import as_refusal, refusal_result
+from interlace_mcp.tools._errors import as_refusal, refusal_code, refusal_result
 
 __all__ = ["SPECS", "TOOLSETS", "ToolSpec", "build_tool", "readme_table", "select_tools", "validation_errors"]
 
@@ -113,14 +115,27 @@ def select_tools(*, read_only: bool, toolsets: list[str] | None, sandbox: bool) 
 
 
 def _guard(spec: ToolSpec) -> Callable[..., Awaitable[Any]]:
-    """The gate (tool allow-list, rate limit), refusal handling and the call's audit record around one tool
-    function (signature preserved). The caller was resolved before: nothing here reads the policy again."""
+    """The gate (tool allow-list, rate limit), refusal handling, metrics and the call's audit record around one
+    tool function (signature preserved). The caller was resolved before: nothing here reads the policy again."""
     what = spec.name.replace("_", " ")
 
     @functools.wraps(spec.fn)
     async def guarded(*args: Any, **kwargs: Any) -> Any:
         caller = kwargs["caller"]
         assert isinstance(caller, Caller), "every tool takes a resolved caller"
+        metrics = caller.runtime.metrics
+        started = time.perf_counter()
+        try:
+            result = await checked(*args, **kwargs)
+        except Exception:  # a crash (the SDK answers "Error executing tool"); a cancellation is not counted
+            metrics.tool_call(spec.name, time.perf_counter() - started, error=True)
+            raise
+        failed = isinstance(result, CallToolResult) and result.is_error
+        metrics.tool_call(spec.name, time.perf_counter() - started, refusal=refusal_code(result) if failed else None)
+        return result
+
+    async def checked(*args: Any, **kwargs: Any) -> Any:
+        caller: Caller = kwargs["caller"]
         rt, agent = caller.runtime, caller.agent
         result: Any
         if caller.gate:
@@ -163,8 +178,7 @@ def _audit_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def _outcome(result: Any) -> str:
     if isinstance(result, CallToolResult) and result.is_error:
-        code = (result.structured_content or {}).get("code", "error")
-        return f"refused:{code}"
+        return f"refused:{refusal_code(result)}"
     status = getattr(result, "status", None)
     return f"ok:{status}" if isinstance(status, str) else "ok"
 
@@ -209,7 +223,12 @@ async def validation_errors(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]
         detail = detail.split(" [type=", 1)[0].removeprefix("Value error, ")
         problems.append(f"{field}: {detail}")
     message = "[validation_error] " + "; ".join(problems) + "; nothing was changed"
-    return {**result, "content": [{"type": "text", "text": message}], "structuredContent": {"code": "validation_error"}}
+    runtime = getattr(ctx, "lifespan_context", None)
+    if isinstance(runtime, Runtime):  # rejected before the tool ran: counted here, without a duration
+        runtime.metrics.tool_call(str(name), None, refusal="validation_error")
+    # No structuredContent on an error result (tools/_errors.py says why); the text carries the code.
+    result = {key: value for key, value in result.items() if key != "structuredContent"}
+    return {**result, "content": [{"type": "text", "text": message}]}
 
 
 def _argument_list(tool: Tool) -> str:
