@@ -73,7 +73,9 @@ def _global_flags(parser: argparse.ArgumentParser, *, default: Any) -> None:
         "--read-only", action="store_true", default=default, help="register only read-only tools (INTERLACE_READ_ONLY)"
     )
     parser.add_argument(
-        "--toolsets", default=default, help="comma list of toolsets: cards,transfers,account,spend (INTERLACE_TOOLSETS)"
+        "--toolsets",
+        default=default,
+        help="comma list of toolsets: cards,transfers,account,spend,funding (INTERLACE_TOOLSETS)",
     )
 
 
