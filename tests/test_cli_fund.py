@@ -77,6 +77,9 @@ async def test_the_operators_funding_is_no_agents_spend_or_funding(
     assert await run("spend", "--json") == 0
     report = json.loads(capsys.readouterr().out)
     assert OPERATOR_AGENT not in report
+    assert report["default"]["funding"] == {**report["default"]["funding"], "limit": "0.00", "funded": "0.00"}
+    assert await run("spend", "--agent", "default") == 0
+    assert "(fund_daily; not spend)" in capsys.readouterr().out
     server = build_server(Settings(_env_file=None), backoff=False)  # type: ignore[call-arg]
     async with Client(server) as c:
         status = await call(c, "get_spend_status", {})

@@ -44,6 +44,7 @@ from interlace_mcp.policy import (
     AGENT_NAME_RULE,
     PolicyError,
     cards,
+    funding,
     is_agent_name,
     private_dir,
     reports,
@@ -714,10 +715,12 @@ async def _spend(args: argparse.Namespace, settings: Settings) -> int:
         for agent in agents:
             effective = policy.for_agent(agent)
             windows = await runtime.store.read(reports.window_status, runtime.scope, agent, effective)
+            fund = await runtime.store.read(funding.fund_status, runtime.scope, agent, effective)
             report[agent] = {
                 "currency": effective.currency,
                 "frozen": await runtime.store.read(cards.frozen, agent) is not None,
                 "windows": [w.as_dict() for w in windows],
+                "funding": fund.as_dict(),
             }
     if args.json:
         print(json.dumps(report, indent=2))
@@ -730,6 +733,11 @@ async def _spend(args: argparse.Namespace, settings: Settings) -> int:
                 f"  {w['window']:<12}{w['limit'] or 'none':>12}{w['spent']:>12}{w['reserved']:>12}"
                 f"{w['remaining'] or '-':>12}  {w['resets_at'] or '-'}"
             )
+        f = info["funding"]
+        print(
+            f"  {'funding':<12}{f['limit'] or 'none':>12}{f['funded']:>12}{f['reserved']:>12}"
+            f"{f['remaining'] or '-':>12}  {f['resets_at'] or '-'}  (fund_daily; not spend)"
+        )
     return 0
 
 
