@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 from mcp import Client
+from mcp.types import ElicitRequestParams, ElicitResult
 from starlette.applications import Starlette
 
 from helpers import BOTH_BACKENDS, Clock, ServerFactory, call, refuse, runtime, sandbox_of
 from interlace_mcp.app import reconcile, recover
 from interlace_mcp.client import DEPOSIT_CHAINS, STABLECOINS
+from interlace_mcp.policy import PolicyError, parse_policy
 from interlace_mcp.sandbox import CRYPTO_WALLET_ID, DEPOSIT_ADDRESS, INFINITY_BALANCE_ID, INITIAL_USDC_BALANCE
 from interlace_mcp.tools._params import Chain, Stablecoin
 
@@ -294,6 +296,35 @@ async def test_funding_in_the_confirmation_band_needs_a_yes(make_server: ServerF
     assert banded["status"] == "pending_approval"
     assert below["status"] == "completed"
     assert [m["amount"] for m in fundings(sandbox_app)] == ["5.00"]
+
+
+async def test_a_client_that_can_be_asked_confirms_the_funding_in_the_band(
+    make_server: ServerFactory, sandbox_app: Starlette
+) -> None:
+    """With elicitation, the question names the tool and the stablecoin amount; yes moves it, once."""
+    asked: list[str] = []
+
+    async def human(context: Any, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params.message)
+        return ElicitResult(action="accept", content={"confirm": True})
+
+    policy = '[defaults]\nfund_daily = "100.00"\nconfirm_above = "5.00"\napproval_above = "50.00"\n'
+    async with Client(make_server(policy=policy), elicitation_callback=human) as c:
+        done = await call(c, "fund_account", fund_args("10.00", "asked", currency="USDC"))
+    assert done["status"] == "completed"
+    assert len(asked) == 1 and "fund account 10.00 USDC" in asked[0], asked
+    assert [m["amount"] for m in fundings(sandbox_app)] == ["10.00"]
+
+
+def test_fund_daily_is_parsed_like_every_limit() -> None:
+    """Amount strings or "none", per agent over defaults; anything else stops startup naming the key."""
+    policy = parse_policy({"defaults": {"fund_daily": "50.00"}, "agents": {"t": {"fund_daily": "none"}}})
+    assert policy.for_agent("x").fund_daily == Decimal("50.00") and policy.for_agent("t").fund_daily is None
+    assert parse_policy({}).for_agent("x").fund_daily == Decimal("0.00")
+    assert policy.for_agent("x").describe()["fund_daily"] == "50.00"
+    with pytest.raises(PolicyError) as bad:
+        parse_policy({"defaults": {"fund_daily": 50.5}})
+    assert bad.value.key == "defaults.fund_daily"
 
 
 async def test_a_frozen_agent_cannot_fund(make_server: ServerFactory, sandbox_app: Starlette) -> None:
