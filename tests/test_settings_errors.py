@@ -46,6 +46,7 @@ ROWS = [
     Row("account_id", "acc 1", "doctor"),
     Row("bin_id", "12 34", "doctor"),
     Row("cardholder_id", "ch\t1", "doctor"),
+    Row("crypto_wallet_id", "wallet 1", "doctor"),
     Row("policy_file", "{tmp}/missing.toml", "readable policy TOML"),
     Row("policy_file", "{dir}", "readable policy TOML"),
     Row("policy_file", "{tmp}/bad.toml", "correct"),

@@ -13,9 +13,11 @@ import re
 import secrets
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
@@ -26,6 +28,7 @@ from interlace_mcp.app import (
     Runtime,
     build_runtime,
     decide_approval_sync,
+    fund_as_operator,
     open_runtime,
     reconcile,
     recover,
@@ -33,13 +36,15 @@ from interlace_mcp.app import (
     set_agent_frozen,
 )
 from interlace_mcp.audit import AuditLog
-from interlace_mcp.client import InterlaceClient, InterlaceError
+from interlace_mcp.client import STABLECOINS, CryptoWallet, InterlaceClient, InterlaceError
 from interlace_mcp.config import SECRET_SETTINGS, ConfigError, Settings, check_startup, load_settings, mask_url
-from interlace_mcp.money import AmountError, format_amount, parse_amount
+from interlace_mcp.money import AmountError, format_amount, format_exact_amount, parse_amount
+from interlace_mcp.operations import Refusal
 from interlace_mcp.policy import (
     AGENT_NAME_RULE,
     PolicyError,
     cards,
+    funding,
     is_agent_name,
     private_dir,
     reports,
@@ -73,7 +78,9 @@ def _global_flags(parser: argparse.ArgumentParser, *, default: Any) -> None:
         "--read-only", action="store_true", default=default, help="register only read-only tools (INTERLACE_READ_ONLY)"
     )
     parser.add_argument(
-        "--toolsets", default=default, help="comma list of toolsets: cards,transfers,account,spend (INTERLACE_TOOLSETS)"
+        "--toolsets",
+        default=default,
+        help="comma list of toolsets: cards,transfers,account,spend,funding (INTERLACE_TOOLSETS)",
     )
 
 
@@ -140,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument("-n", type=int, default=20)
     tail.add_argument("--agent", default=None)
     tail.add_argument("--json", action="store_true")
-    sub.add_parser("doctor", help="check the configured Interlace: auth, account, balance, BINs, cardholders")
+    sub.add_parser("doctor", help="check the configured Interlace: auth, account, balance, BINs, cardholders, wallets")
 
     approvals = sub.add_parser("approvals", help="the human side of approvals")
     approvals_sub = approvals.add_subparsers(dest="approvals_command", required=True)
@@ -150,6 +157,18 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("id")
         cmd.add_argument("--reason", default=None)
         cmd.add_argument("--by", default=None, help="operator name recorded with the decision (default: $USER)")
+
+    fund = sub.add_parser(
+        "fund", help="operator: move stablecoins from the CryptoConnect wallet into the Infinity account (1:1 to USD)"
+    )
+    fund.add_argument("amount", help='amount, e.g. "250.00" (at most 2 decimals)')
+    fund.add_argument("--currency", default="USDC", choices=list(STABLECOINS))
+    fund.add_argument(
+        "--request-id",
+        default=None,
+        help="idempotency key: rerun with the printed one to retry safely or learn the outcome (default: a new one)",
+    )
+    fund.add_argument("--by", default=None, help="operator name recorded in the audit log (default: $USER)")
 
     spend = sub.add_parser("spend", help="per-agent spend vs limits, per window")
     spend.add_argument("--agent", default=None)
@@ -295,6 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _approvals(args, settings)
         if command == "spend":
             return anyio.run(_spend, args, settings)
+        if command == "fund":
+            return _fund(args, settings)
         if command == "audit":
             return _audit(args, settings)
         if command == "reconcile":
@@ -578,7 +599,34 @@ async def _doctor(settings: Settings) -> int:
         except InterlaceError as exc:
             ok = False
             print(f"problem: {exc}")
+        if ok:
+            _doctor_wallets(await _wallets_or_error(client), settings.crypto_wallet_id)
     return 0 if ok else 1
+
+
+async def _wallets_or_error(client: InterlaceClient) -> list[CryptoWallet] | InterlaceError:
+    try:
+        return await client.list_crypto_wallets()
+    except InterlaceError as exc:
+        return exc
+
+
+def _doctor_wallets(wallets: list[CryptoWallet] | InterlaceError, configured: str | None) -> None:
+    """CryptoConnect wallets (funding is optional: a problem here is a note, not a failed check)."""
+    if isinstance(wallets, InterlaceError):
+        print(f"note: CryptoConnect wallets could not be read ({wallets}); get_balance shows no wallets")
+        return
+    if not wallets:
+        print("note: no CryptoConnect wallet: fund_account and get_deposit_address have nothing to use")
+    for w in wallets:
+        held = ", ".join(f"{format_exact_amount(b.available)} {b.currency}" for b in w.balances) or "no balances"
+        use = w.id == configured or (configured is None and w.master)
+        print(
+            f"CryptoConnect wallet {w.id} ({w.nickname or 'no nickname'}{', master' if w.master else ''}): {held}"
+            + ("  -> INTERLACE_CRYPTO_WALLET_ID" if use else "")
+        )
+    if configured is not None and all(w.id != configured for w in wallets):
+        print(f"note: INTERLACE_CRYPTO_WALLET_ID={configured!r} is not among this account's wallets")
 
 
 # ---- approvals / spend / agents ------------------------------------------------------------------
@@ -621,6 +669,49 @@ def _approvals(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def _fund(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        amount = parse_amount(args.amount)
+    except AmountError as exc:
+        print(f"interlace-mcp: fund: {exc}", file=sys.stderr)
+        return 2
+    if args.request_id is not None and not _REQUEST_ID.fullmatch(args.request_id):
+        print("interlace-mcp: fund: --request-id must be 1-64 chars of A-Z a-z 0-9 . _ : -", file=sys.stderr)
+        return 2
+    request_id = args.request_id or f"fund-{uuid.uuid4().hex}"
+    if args.request_id is None:
+        # Before anything moves: the one handle on this funding if the answer is lost.
+        print(f"request id {request_id} (rerun with --request-id {request_id} to retry it safely)")
+    return anyio.run(_fund_async, args, settings, amount, request_id)
+
+
+async def _fund_async(args: argparse.Namespace, settings: Settings, amount: Decimal, request_id: str) -> int:
+    async with _client(settings, discover=True) as (_, runtime):
+        try:
+            moved = await fund_as_operator(
+                runtime, amount, currency=args.currency, request_id=request_id, by=_operator(args.by)
+            )
+        except Refusal as refusal:
+            print(f"interlace-mcp: fund refused: {refusal}", file=sys.stderr)
+            return 1
+    real = "" if moved.sandbox else " (real money)"
+    if moved.status == "completed":
+        again = " (already done: nothing moved now)" if moved.replayed else ""
+        print(
+            f"funded{real}: {moved.amount} {moved.currency} from the CryptoConnect wallet into the Infinity account"
+            f" as USD; transfer {moved.transaction_id}{again}"
+        )
+        return 0
+    print(
+        f"in progress: Interlace did not confirm the funding yet; nothing will move twice. Rerun with --request-id"
+        f" {request_id} to learn the outcome ({moved.message})"
+    )
+    return 3
+
+
 async def _spend(args: argparse.Namespace, settings: Settings) -> int:
     async with _client(settings, discover=True) as (_, runtime):
         policy = runtime.policies.current()
@@ -630,10 +721,12 @@ async def _spend(args: argparse.Namespace, settings: Settings) -> int:
         for agent in agents:
             effective = policy.for_agent(agent)
             windows = await runtime.store.read(reports.window_status, runtime.scope, agent, effective)
+            fund = await runtime.store.read(funding.fund_status, runtime.scope, agent, effective)
             report[agent] = {
                 "currency": effective.currency,
                 "frozen": await runtime.store.read(cards.frozen, agent) is not None,
                 "windows": [w.as_dict() for w in windows],
+                "funding": fund.as_dict(),
             }
     if args.json:
         print(json.dumps(report, indent=2))
@@ -646,6 +739,11 @@ async def _spend(args: argparse.Namespace, settings: Settings) -> int:
                 f"  {w['window']:<12}{w['limit'] or 'none':>12}{w['spent']:>12}{w['reserved']:>12}"
                 f"{w['remaining'] or '-':>12}  {w['resets_at'] or '-'}"
             )
+        f = info["funding"]
+        print(
+            f"  {'funding':<12}{f['limit'] or 'none':>12}{f['funded']:>12}{f['reserved']:>12}"
+            f"{f['remaining'] or '-':>12}  {f['resets_at'] or '-'}  (fund_daily; not spend)"
+        )
     return 0
 
 

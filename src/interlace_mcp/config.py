@@ -50,7 +50,7 @@ EMBEDDED_BASE_URL = "http://embedded-sandbox.invalid"
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 #: The toolsets ``--toolsets`` / ``INTERLACE_TOOLSETS`` may name (the registry's; a test keeps them equal).
-TOOLSETS = ("cards", "transfers", "account", "spend")
+TOOLSETS = ("cards", "transfers", "account", "spend", "funding")
 #: Settings whose values are never shown (messages, ``check``).
 SECRET_SETTINGS = frozenset({"client_secret", "webhook_secret", "audit_hmac_key", "request_state_key"})
 
@@ -63,6 +63,8 @@ FIXES: dict[str, str] = {
     "account_id": "use the accountId interlace-mcp doctor prints, or unset it to discover it",
     "bin_id": "use a prepaid BIN id interlace-mcp doctor prints, or unset it to use the first prepaid BIN",
     "cardholder_id": "use a cardholder id interlace-mcp doctor prints, or unset it on a sandbox",
+    "crypto_wallet_id": "use a CryptoConnect wallet id interlace-mcp doctor prints, or unset it to use the account's"
+    " master wallet",
     "policy_file": "point it at a readable policy TOML file, or unset it for the built-in policy",
     "agent_id": "use 1-63 lowercase letters, digits, _ or -, starting with a letter or digit (e.g. claude-desktop)",
     "database_url": "use sqlite:///path/to/file.sqlite3 or postgresql://user:pass@host:5432/db, or unset it for "
@@ -180,6 +182,8 @@ class Settings(BaseSettings):
     account_id: str | None = None
     bin_id: str | None = None
     cardholder_id: str | None = None
+    #: The CryptoConnect wallet get_balance shows and fund_account draws on (unset: the master wallet).
+    crypto_wallet_id: str | None = None
     policy_file: Path | None = None
     agent_id: str = "default"
     database_url: str | None = None
@@ -279,6 +283,13 @@ class Settings(BaseSettings):
     def _identifier(cls, value: str | None) -> str | None:
         if value is not None and (not value.isprintable() or any(c.isspace() for c in value)):
             raise ValueError("contains spaces or control characters")
+        return value
+
+    @field_validator("crypto_wallet_id")
+    @classmethod
+    def _wallet_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+            raise ValueError("is not a wallet id (1-64 letters, digits, - or _)")
         return value
 
     @field_validator("client_secret", "webhook_secret", "audit_hmac_key", "request_state_key")

@@ -16,6 +16,7 @@ __all__ = [
     "MAX_AMOUNT",
     "AmountError",
     "format_amount",
+    "format_exact_amount",
     "from_minor",
     "parse_amount",
     "parse_upstream_amount",
@@ -74,6 +75,11 @@ def parse_upstream_amount(value: object) -> Decimal:
 def format_amount(amount: Decimal) -> str:
     """Render a Decimal as the 2-place string Interlace and our results use ("15.00")."""
     return f"{amount.quantize(CENT):f}"
+
+
+def format_exact_amount(amount: Decimal) -> str:
+    """At least 2 places, never rounded: stablecoin balances keep up to 6 ("5000.00", "0.000001")."""
+    return format_amount(amount) if amount == amount.quantize(CENT) else f"{amount.normalize():f}"
 
 
 def to_minor(amount: Decimal) -> int:

@@ -23,6 +23,7 @@ import pytest
 from helpers import BOTH_BACKENDS
 from interlace_mcp.audit import ANCHOR_MISMATCH_EVENT, GENESIS_HASH, AuditLog, AuditWriteError
 from interlace_mcp.policy import Database, Ledger
+from interlace_mcp.policy._schema import MIGRATIONS as LEDGER_MIGRATIONS
 
 PAN = "4111111111111111"
 COLUMNS = ("seq", "ts", "agent", "tool", "event", "record_json", "prev_hash", "hash", "mac")
@@ -260,7 +261,7 @@ def test_from_url_follows_the_ledger_rules(database_url: str, backend: str) -> N
         versions = dict(conn.execute("SELECT component, version FROM schema_version").fetchall())
         conn.close()
         assert {"audit_log", "spend_entries", "schema_version"} <= tables
-        assert versions == {"ledger": 2, "audit": 1}  # ledger migration 2: request args + execution lease
+        assert versions == {"ledger": len(LEDGER_MIGRATIONS), "audit": 1}  # every ledger migration applied
     finally:
         ledger.close()
     with AuditLog.from_url("sqlite:///:memory:") as mem:

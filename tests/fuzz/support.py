@@ -40,7 +40,7 @@ KNOWN_CODES = frozenset(
         "max_active_cards", "payee_not_allowed", "tool_not_allowed", "agent_frozen", "not_found",
         "insufficient_funds", "card_frozen", "request_id_conflict", "approval_denied", "approval_expired",
         "rate_limited", "validation_error", "upstream_error", "reveal_not_allowed", "audit_unavailable",
-        "policy_error", "confirmation_declined",
+        "policy_error", "confirmation_declined", "fund_limit",
     }
 )  # fmt: skip
 

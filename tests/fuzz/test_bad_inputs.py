@@ -62,6 +62,11 @@ TOOLS: dict[str, dict[str, tuple[str, bool]]] = {
     "get_spend_status": {},
     "get_request_status": {"request_id": ("request_id", True)},
     "simulate_purchase": {"card_id": ("card_id", True), "amount": ("amount", True), "merchant": ("merchant", False)},
+    "get_deposit_address": {"currency": ("stablecoin", False), "chain": ("chain", False)},
+    "fund_account": {
+        "amount": ("amount", True), "request_id": ("request_id", True), "currency": ("stablecoin", False),
+        "dry_run": ("bool", False),
+    },
 }  # fmt: skip
 
 TEXT_MAX = {"label": 50, "memo": 140, "merchant": 100}
@@ -181,6 +186,20 @@ def bad_value(kind: str) -> st.SearchStrategy[Any]:
             nasty_text,
             huge(4),
         ).filter(lambda v: v != "USD")
+    if kind == "stablecoin":
+        return st.one_of(
+            non_strings_or_null,
+            st.sampled_from(["usdc", "USD", "DAI", "WUSD", "USDC ", " USDT", "USD\u200bC", "ＵＳＤＣ", "", "EUR"]),
+            nasty_text,
+            huge(5),
+        ).filter(lambda v: v not in ("USDC", "USDT"))
+    if kind == "chain":
+        return st.one_of(
+            non_strings_or_null,
+            st.sampled_from(["eth", "SOL", "ETHEREUM", "ETH ", "E\u200bTH", "TRON", "BTC", "arb", "", "ETH,ARB"]),
+            nasty_text,
+            huge(4),
+        ).filter(lambda v: v not in ("ETH", "ARB", "BASE", "BSC", "POLYGON", "OP", "AVAX"))
     if kind in TEXT_MAX:
         return st.one_of(st.just(""), non_strings, huge(TEXT_MAX[kind] + 1))
     if kind == "bool":
@@ -255,6 +274,8 @@ def books(server: Any, app: Starlette) -> dict[str, Any]:
         "cards": snap["cards"],
         "reserved": rt.ledger.reserved_total(rt.scope),
         "committed": rt.ledger.committed_total(rt.scope),
+        "funding": rt.ledger.fund_totals(rt.scope),
+        "wallets": snap["wallets"],
         "open": len(rt.ledger.open_requests(rt.scope)),
         "completed": len(rt.ledger.completed_requests(rt.scope)),
         "frozen_agent": rt.ledger.agent_frozen("default"),
@@ -285,6 +306,8 @@ def base_args(tool: str, card_id: str) -> dict[str, Any]:
         "get_spend_status": {},
         "get_request_status": {"request_id": "setup"},
         "simulate_purchase": {"card_id": card_id, "amount": "1.00"},
+        "get_deposit_address": {},
+        "fund_account": {"amount": "1.00", "request_id": "fz-fund"},
     }[tool]
 
 

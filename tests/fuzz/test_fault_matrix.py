@@ -38,6 +38,7 @@ daily = "1000.00"
 monthly = "none"
 max_active_cards = 5
 transfer_payees = ["sandbox-payee"]
+fund_daily = "1000.00"
 """
 SETUP_LOAD = Decimal("20.00")
 AMOUNT = "4.00"
@@ -52,6 +53,7 @@ TOOLS: dict[str, tuple[str, str, bool]] = {
     "withdraw_from_card": (f"{V3}/cards/transfer-out", "transfer_out", False),
     "close_card": (f"{V3}/cards/transfer-out", "transfer_out", False),
     "create_transfer": (f"{V3}/business/transfer/external", "transfer_external", True),
+    "fund_account": (f"{V3}/business/transfer/internal", "wallet_to_infinity", False),
 }
 FAULTS: dict[str, dict[str, Any]] = {
     "timeout": {"kind": "timeout", "delay_ms": TIMEOUT_DELAY_MS},
@@ -70,6 +72,7 @@ def args_for(tool: str, card_id: str, request_id: str) -> dict[str, Any]:
         "withdraw_from_card": {"card_id": card_id, "amount": AMOUNT},
         "close_card": {"card_id": card_id},
         "create_transfer": {"payee": "sandbox-payee", "amount": AMOUNT},
+        "fund_account": {"amount": AMOUNT},
     }[tool] | {"request_id": request_id}
 
 
@@ -90,11 +93,13 @@ async def retry_until_final(c: Client, tool: str, args: dict[str, Any], *, deadl
 
 
 async def check_books(c: Client, server: Any, state: Any) -> None:
-    """Ledger == upstream, nothing reserved, no clientTransactionId moved twice, reconcile clean."""
+    """Ledger == upstream (spend and funding), nothing reserved, no clientTransactionId moved twice, reconcile
+    clean."""
     rt = runtime(server)
     snapshot = state.snapshot()
     assert rt.ledger.reserved_total(rt.scope) == Decimal("0")
     assert rt.ledger.committed_total(rt.scope) == upstream_spend(snapshot)
+    assert rt.ledger.fund_totals(rt.scope) == (Decimal(snapshot["funded_total"]), Decimal("0"))
     twice = {k: n for k, n in movements_by_key(snapshot).items() if n > 1}
     assert not twice, twice
     report = await reconcile(rt)

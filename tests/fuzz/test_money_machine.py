@@ -1,13 +1,13 @@
 """A Hypothesis state machine over client + ledger + emulator with injected faults.
 
-Rules: top-ups, transfers and withdrawals with random amounts and request ids (new ones, the same one
+Rules: top-ups, transfers, withdrawals and fundings with random amounts and request ids (new ones, the same one
 again with the same arguments, or with different ones), switching faults on and off on the money paths
 and on the card read after a load, and retrying requests left in progress. After every step:
 
-- no window limit is exceeded (ledger spent + reserved <= limit) and no single movement tops
-  per_transaction;
+- no window limit is exceeded (ledger spent + reserved <= limit, the funding window's too) and no single
+  movement tops per_transaction;
 - every movement that left the Infinity account is in the ledger, committed or still reserved, and
-  every committed one happened: committed <= upstream <= committed + reserved;
+  every committed one happened: committed <= upstream <= committed + reserved (funding likewise);
 - no clientTransactionId moved twice; every answer is a movement or a ``[known_code]`` refusal, and
   agrees with the request's stored state (replays, conflicts).
 
@@ -40,6 +40,7 @@ from interlace_mcp.server import build_server
 
 PER_TRANSACTION = Decimal("30.00")
 DAILY = Decimal("60.00")
+FUND_DAILY = Decimal("80.00")
 POLICY = f"""\
 [defaults]
 per_transaction = "{PER_TRANSACTION}"
@@ -47,9 +48,15 @@ daily = "{DAILY}"
 monthly = "none"
 max_active_cards = 3
 transfer_payees = ["sandbox-payee"]
+fund_daily = "{FUND_DAILY}"
 """
 SETUP_LOAD = Decimal("10.00")
-MONEY_PATHS = [f"{V3}/cards/transfer-in", f"{V3}/cards/transfer-out", f"{V3}/business/transfer/external"]
+MONEY_PATHS = [
+    f"{V3}/cards/transfer-in",
+    f"{V3}/cards/transfer-out",
+    f"{V3}/business/transfer/external",
+    f"{V3}/business/transfer/internal",
+]
 
 amounts = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("45.00"), places=2)
 #: A fault switched on right before a call: (kind, status, times); 4+ times outlasts the client's attempts.
@@ -132,7 +139,8 @@ class MoneyMachine(RuleBasedStateMachine):
         if key in self.completed:
             assert outcome == "completed" and body["replayed"] is True, body
             assert body["transaction_id"] == self.completed[key]["transaction_id"]
-        if outcome != "refused" and Decimal(args["amount"]) > PER_TRANSACTION and tool != "withdraw_from_card":
+        spends = tool not in ("withdraw_from_card", "fund_account")  # unloads and funding are not spend
+        if outcome != "refused" and Decimal(args["amount"]) > PER_TRANSACTION and spends:
             raise AssertionError(f"{tool} of {args['amount']} passed per_transaction {PER_TRANSACTION}")
         stored = self.stored_status(tool, request_id)
         if outcome == "refused":
@@ -186,6 +194,13 @@ class MoneyMachine(RuleBasedStateMachine):
         self.money("withdraw_from_card", args)
         return "withdraw_from_card", args
 
+    @rule(target=requests, amount=amounts, fault=faults)
+    def fund(self, amount: Decimal, fault: tuple[str, int, int] | None) -> tuple[str, dict[str, Any]]:
+        self.inject(f"{V3}/business/transfer/internal", fault)
+        args = {"amount": str(amount), "request_id": self.new_id("fund")}
+        self.money("fund_account", args)
+        return "fund_account", args
+
     @rule(request=requests, same=st.booleans(), amount=amounts)
     def reuse_request_id(self, request: tuple[str, dict[str, Any]], same: bool, amount: Decimal) -> None:
         """The same request_id again: with the same arguments (replay / resume / fresh start once forgotten),
@@ -225,6 +240,8 @@ class MoneyMachine(RuleBasedStateMachine):
         for move in self.sandbox.snapshot()["movements"]:
             if move["kind"] in ("transfer_in", "transfer_external"):
                 assert Decimal(move["amount"]) <= PER_TRANSACTION, move
+        funding = self.ledger.fund_status(self.rt.scope, "default", policy)
+        assert funding.funded + funding.reserved <= FUND_DAILY, funding
 
     @invariant()
     def ledger_brackets_upstream(self) -> None:
@@ -232,6 +249,8 @@ class MoneyMachine(RuleBasedStateMachine):
         committed = self.ledger.committed_total(self.rt.scope)
         reserved = self.ledger.reserved_total(self.rt.scope)
         assert committed <= upstream_spend(snapshot) <= committed + reserved, (committed, reserved, snapshot)
+        funded, held = self.ledger.fund_totals(self.rt.scope)
+        assert funded <= Decimal(snapshot["funded_total"]) <= funded + held, (funded, held, snapshot)
         twice = {k: n for k, n in movements_by_key(snapshot).items() if n > 1}
         assert not twice, twice
 
@@ -249,6 +268,7 @@ class MoneyMachine(RuleBasedStateMachine):
         snapshot = self.sandbox.snapshot()
         assert self.ledger.reserved_total(self.rt.scope) == Decimal("0")
         assert self.ledger.committed_total(self.rt.scope) == upstream_spend(snapshot)
+        assert self.ledger.fund_totals(self.rt.scope) == (Decimal(snapshot["funded_total"]), Decimal("0"))
         report = self.portal.call(lambda: reconcile(self.rt))
         assert report.ok, [d.detail for d in report.differences]
 

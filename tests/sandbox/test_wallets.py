@@ -197,3 +197,19 @@ async def test_wallet_transfers_refuse_what_they_cannot_do_and_change_nothing(
     assert balances(await wallet(api)) == {"USDC": "5000.00", "USDT": "0.00"}
     assert await infinity(api) == Decimal("10000.00")
     assert sandbox(app).transfers == {}
+
+
+async def test_a_new_wallet_is_listed_after_the_master_with_zero_balances(api: httpx.AsyncClient) -> None:
+    """POST /cryptoconnect/wallets: a non-master wallet, USDC/USDT at zero, no address; a reused
+    referenceId is a 400 and makes nothing."""
+    made = data(
+        await api.post(
+            f"{V3}/cryptoconnect/wallets", json={"accountId": ACCOUNT_ID, "referenceId": "team-a", "nickname": "A"}
+        )
+    )
+    again = await api.post(f"{V3}/cryptoconnect/wallets", json={"accountId": ACCOUNT_ID, "referenceId": "team-a"})
+    listed = data(await api.get(f"{V3}/cryptoconnect/wallets", params={"accountId": ACCOUNT_ID}))
+    assert made["master"] is False and made["addresses"] == [] and made["nickname"] == "A"
+    assert balances(made) == {"USDC": "0.00", "USDT": "0.00"}
+    assert again.status_code == 400 and again.json()["code"] == "400002"
+    assert [w["id"] for w in listed["list"]] == [CRYPTO_WALLET_ID, made["id"]]

@@ -34,6 +34,8 @@ TOOLS = (
     "get_request_status",
     "get_spend_status",
     "simulate_purchase",
+    "get_deposit_address",
+    "fund_account",
 )
 #: Tools that only read our own database: they cannot fail upstream.
 LOCAL_ONLY = {"list_payees", "get_request_status", "get_spend_status"}
@@ -57,6 +59,8 @@ def valid_args(tool: str, card_id: str) -> dict[str, Any]:
         "get_request_status": {"request_id": "e-status"},
         "get_spend_status": {},
         "simulate_purchase": {"card_id": card_id, "amount": "1.00"},
+        "get_deposit_address": {"currency": "USDC", "chain": "ETH"},
+        "fund_account": {"amount": "1.00", "request_id": "e-fund"},
     }[tool]
 
 
@@ -128,7 +132,8 @@ async def test_not_found_refusals_are_text_only(make_server: ServerFactory, tool
 @pytest.mark.parametrize("tool", [t for t in TOOLS if t not in LOCAL_ONLY])
 async def test_upstream_errors_are_text_only(make_server: ServerFactory, sandbox_app: Any, tool: str) -> None:
     """[upstream_error] (Interlace keeps rate-limiting this server: nothing moved) fits the tool's schema rules."""
-    server = make_server()
+    # Funding is off by default ([fund_limit] before any upstream call): grant it to reach Interlace.
+    server = make_server(policy='[defaults]\nfund_daily = "10.00"\n' if tool == "fund_account" else None)
     async with Client(server) as c:
         listed = await _listed(c)
         card_id = (await call(c, "issue_card", {"amount": "5.00", "request_id": "setup"}))["card"]["card_id"]

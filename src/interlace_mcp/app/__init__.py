@@ -9,11 +9,19 @@ from interlace_mcp.app._open import (
     open_runtime,
     sandbox_state_path,
 )
-from interlace_mcp.app._operator import FreezeReport, decide_approval, decide_approval_sync, set_agent_frozen
+from interlace_mcp.app._operator import (
+    OPERATOR_AGENT,
+    FreezeReport,
+    decide_approval,
+    decide_approval_sync,
+    fund_as_operator,
+    set_agent_frozen,
+)
 from interlace_mcp.app._recovery import Difference, ReconcileReport, RecoveryReport, reconcile, recover
 from interlace_mcp.app._runtime import PolicyStore, RateLimiter, RevealLimiter, Runtime
 
 __all__ = [
+    "OPERATOR_AGENT",
     "PURGE_INTERVAL_SECONDS",
     "Difference",
     "FreezeReport",
@@ -26,6 +34,7 @@ __all__ = [
     "build_runtime",
     "decide_approval",
     "decide_approval_sync",
+    "fund_as_operator",
     "interlace_client",
     "maintain",
     "open_runtime",

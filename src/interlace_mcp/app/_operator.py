@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from decimal import Decimal
 
 from interlace_mcp.app._runtime import Runtime
 from interlace_mcp.client import InterlaceError
 from interlace_mcp.money import format_amount
-from interlace_mcp.policy import Approval, Tx, approvals, cards
+from interlace_mcp.operations import FundAccount, MoneyMovement, Refusal, run_money
+from interlace_mcp.policy import AgentPolicy, Approval, RequestKey, Tx, approvals, cards, requests
 
-__all__ = ["FreezeReport", "decide_approval", "set_agent_frozen"]
+__all__ = ["OPERATOR_AGENT", "FreezeReport", "decide_approval", "fund_as_operator", "set_agent_frozen"]
+
+#: Whose name the ledger files an operator's own money requests under: never an agent's (agent names cannot
+#: start with "@"), so no agent can replay, conflict with or see them, and no agent's limits count them.
+OPERATOR_AGENT = "@operator"
+#: An operator's own action is not subject to any agent's policy: no limits, no approval band.
+OPERATOR_POLICY = AgentPolicy(
+    agent=OPERATOR_AGENT,
+    per_transaction=None,
+    daily=None,
+    monthly=None,
+    max_active_cards=None,
+    fund_daily=None,
+)
 
 logger = logging.getLogger("interlace_mcp.operator")
 
@@ -89,3 +104,34 @@ async def set_agent_frozen(runtime: Runtime, agent: str, *, freeze: bool, by: st
         outcome=f"{len(agent_cards) - len(failures)}/{len(agent_cards)} cards",
     )
     return FreezeReport(agent=agent, frozen=freeze, cards=len(agent_cards), failures=failures)
+
+
+async def fund_as_operator(
+    runtime: Runtime, amount: Decimal, *, currency: str, request_id: str, by: str
+) -> MoneyMovement:
+    """``interlace-mcp fund``: move ``amount`` stablecoins from the CryptoConnect wallet into the Infinity account.
+
+    The same operation and runner as the agents' fund_account (request record, clientTransactionId, unknown
+    outcome, recovery, reconcile, audit) under :data:`OPERATOR_AGENT`, with every audit record naming the
+    operator (``by``). Not subject to an agent's policy. Raises :class:`Refusal` (audited) when refused.
+    """
+    op = FundAccount(amount, request_id, currency, wallet_id=runtime.settings.crypto_wallet_id)
+    deps = replace(runtime.deps(), actor=by)
+    key = RequestKey(runtime.scope, OPERATOR_AGENT, op.spec.name, request_id)
+    known = await runtime.store.read(requests.get_request, key) is not None
+    try:
+        return await run_money(deps, OPERATOR_AGENT, OPERATOR_POLICY, op, stateless=[], known=known)
+    except Refusal as refusal:
+        if not refusal.audited:  # refused before the runner wrote anything (a conflict, no wallet)
+            await runtime.record(
+                agent=OPERATOR_AGENT,
+                tool=op.spec.name,
+                event="tool_call",
+                arguments={"request_id": request_id, **op.arguments()},
+                amount=format_amount(amount),
+                request_id=request_id,
+                outcome=f"refused:{refusal.code}",
+                actor=by,
+            )
+            refusal.audited = True
+        raise

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from interlace_mcp.audit import AuditLog, AuditWriteError
-from interlace_mcp.client import InterlaceClient
+from interlace_mcp.client import CryptoWallet, InterlaceClient, NotFoundError
 from interlace_mcp.config import Settings, Upstream
 from interlace_mcp.metrics import Metrics
 from interlace_mcp.operations import CardCache, Deps, InFlight
@@ -215,6 +215,16 @@ class Runtime:
             holders = [h for h in await self.api.list_cardholders() if (h.status or "").upper() == "ACTIVE"]
             self.default_cardholder_id = holders[0].id if holders else None
         return self.default_bin_id, self.default_cardholder_id
+
+    async def funding_wallet(self) -> CryptoWallet | None:
+        """The CryptoConnect wallet fund_account draws on: INTERLACE_CRYPTO_WALLET_ID, else the account's master
+        wallet; None when the account has none (a configured id that Interlace does not know raises)."""
+        if self.settings.crypto_wallet_id:
+            return await self.api.get_crypto_wallet(self.settings.crypto_wallet_id)
+        try:
+            return await self.api.default_crypto_wallet()
+        except NotFoundError:
+            return None
 
     async def notify_approval(self, record: RequestRecord) -> None:
         """POST a JSON notice for a new pending approval to INTERLACE_APPROVAL_NOTIFY_URL (best effort)."""

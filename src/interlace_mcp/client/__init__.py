@@ -3,7 +3,7 @@
 It never imports ``mcp``: the tools layer turns these models and errors into MCP results.
 """
 
-from ._adapters import DepositAddressAdapter, SpendControlsAdapter
+from ._adapters import DEPOSIT_CHAINS, STABLECOINS, DepositAddressAdapter, SpendControlsAdapter
 from ._client import API_PREFIX, InterlaceClient
 from ._crypto import CardDecryptionError, decrypt_card_field, encrypt_card_field
 from ._declines import DECLINE_REASONS, DeclineCodeAdapter, DeclineReason, describe_decline
@@ -55,6 +55,8 @@ from ._models import (
 __all__ = [
     "API_PREFIX",
     "DECLINE_REASONS",
+    "DEPOSIT_CHAINS",
+    "STABLECOINS",
     "Account",
     "AuthenticationError",
     "Balance",

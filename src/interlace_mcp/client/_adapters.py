@@ -14,7 +14,14 @@ from typing import Final, Protocol
 from ._errors import ValidationError
 from ._models import CardSpendControls, CryptoWallet, SpendControlRule, WalletAddress
 
-__all__ = ["DepositAddressAdapter", "SpendControlsAdapter"]
+__all__ = ["DEPOSIT_CHAINS", "STABLECOINS", "DepositAddressAdapter", "SpendControlsAdapter"]
+
+#: The stablecoins a CryptoConnect wallet holds and funds the Infinity account with (1:1 to USD).
+STABLECOINS: Final = ("USDC", "USDT")
+#: Chains a deposit address may be on: the EVM chains of Interlace's "sandbox supported chains and
+#: currencies" page (Ethereum, Arbitrum, Base, BSC, Polygon, Optimism, Avalanche). The codes beyond ETH and
+#: ARB are **unconfirmed** (emulator choice); Solana, also listed there, is left out until its code is known.
+DEPOSIT_CHAINS: Final = ("ETH", "ARB", "BASE", "BSC", "POLYGON", "OP", "AVAX")
 
 _MCC_RE: Final = re.compile(r"[0-9]{4}")
 _MAX_MCCS: Final = 100

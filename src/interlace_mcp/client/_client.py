@@ -37,7 +37,7 @@ from interlace_mcp import __version__
 from interlace_mcp.metrics import Metrics
 from interlace_mcp.money import MAX_AMOUNT, AmountError, format_amount, to_minor
 
-from ._adapters import DepositAddressAdapter, SpendControlsAdapter
+from ._adapters import STABLECOINS, DepositAddressAdapter, SpendControlsAdapter
 from ._crypto import CardDecryptionError, decrypt_card_field
 from ._errors import (
     AuthenticationError,
@@ -94,7 +94,7 @@ _DEFAULT_TOKEN_LIFETIME = 86400
 _POOLS = 32
 _POOL_CONNECTIONS = 4
 _MCC_RE = re.compile(r"[0-9]{4}")
-_STABLECOINS = ("USDC", "USDT")
+_STABLECOINS = STABLECOINS
 _WALLET_PLACES = Decimal("0.000001")
 
 M = TypeVar("M", bound=pydantic.BaseModel)
@@ -467,6 +467,12 @@ class InterlaceClient:
         if master is not None:
             params["master"] = "true" if master else "false"
         return await self._list(CryptoWallet, "/cryptoconnect/wallets", params)
+
+    async def create_crypto_wallet(self, *, reference_id: str, nickname: str = "") -> CryptoWallet:
+        """A new CryptoConnect wallet of this account (MoR mode; ``referenceId`` is yours, unique per account)."""
+        body: dict[str, object] = {"referenceId": _require_text(reference_id, "reference_id"), "nickname": nickname}
+        data = await self._api("POST", "/cryptoconnect/wallets", body=body, idempotency_key=str(uuid.uuid4()))
+        return _parse(CryptoWallet, data, "POST", "/cryptoconnect/wallets")
 
     async def get_crypto_wallet(self, wallet_id: str) -> CryptoWallet:
         """One CryptoConnect wallet."""

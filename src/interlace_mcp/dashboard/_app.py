@@ -403,8 +403,30 @@ class Dashboard:
         rows = [await self._agent_row(name, pending) for name in await self._agents()]
         chart = await self._ledger(self.runtime.ledger.daily_spend, self.runtime.scope, CHART_DAYS)
         currency = self.runtime.policies.current().defaults.currency
-        page = views.overview_page(rows, chart, currency, chrome=self._chrome(session, nonce, len(pending)))
-        return HTMLResponse(page)
+        chrome = self._chrome(session, nonce, len(pending))
+        balances = await self._balances()
+        return HTMLResponse(views.overview_page(rows, chart, currency, chrome=chrome, balances=balances))
+
+    async def _balances(self) -> views.BalancesView:
+        """The Infinity balance and the funding wallet, read from Interlace now; a failure is a note, not an error."""
+        rt = self.runtime
+        problems: list[str] = []
+        infinity = None
+        try:
+            balance = await rt.api.infinity_balance()
+            infinity = (balance.available, balance.currency or "USD")
+        except InterlaceError as exc:
+            problems.append(f"The Infinity balance could not be read from Interlace: {exc}")
+        try:
+            wallet = await rt.funding_wallet()
+        except InterlaceError as exc:
+            problems.append(f"The CryptoConnect wallet could not be read from Interlace: {exc}")
+            return views.BalancesView(infinity, problems=problems)
+        if wallet is None:
+            problems.append("This account has no CryptoConnect wallet (funding from stablecoins is not set up).")
+            return views.BalancesView(infinity, problems=problems)
+        held = [(b.currency.upper(), b.available, b.frozen) for b in wallet.balances]
+        return views.BalancesView(infinity, wallet.id, held, problems)
 
     def _fragment_html(self, session: Session, pending: Sequence[Approval]) -> str:
         return views.approvals_fragment(pending, csrf=session.csrf, now=self._clock(), scope=self.runtime.scope)

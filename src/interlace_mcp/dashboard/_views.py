@@ -17,16 +17,18 @@ from decimal import Decimal
 from urllib.parse import quote
 
 from interlace_mcp.audit import AuditRecord
-from interlace_mcp.money import format_amount
+from interlace_mcp.money import format_amount, format_exact_amount
 from interlace_mcp.operations import CardResult, TransactionInfo, clean_text
 from interlace_mcp.policy import AGENT_NAME_RULE, Approval, WindowStatus, epoch_to_iso, is_agent_name
 
 __all__ = [
     "AgentRow",
+    "BalancesView",
     "CardView",
     "agent_page",
     "approvals_fragment",
     "approvals_page",
+    "balances_panel",
     "error_page",
     "esc",
     "login_page",
@@ -69,6 +71,19 @@ class AgentRow:
     frozen: tuple[str | None, str | None] | None
     cards: int
     pending: int
+
+
+@dataclass(frozen=True)
+class BalancesView:
+    """What the account holds, read from Interlace for the overview (read-only)."""
+
+    #: The Infinity account's available balance and currency; None when it could not be read.
+    infinity: tuple[Decimal, str] | None
+    #: The CryptoConnect wallet fund_account draws on, and its (currency, available, frozen) rows.
+    wallet_id: str | None = None
+    wallets: Sequence[tuple[str, Decimal, Decimal]] = ()
+    #: What could not be read, in words.
+    problems: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -437,8 +452,41 @@ def _frozen_badge(frozen: tuple[str | None, str | None] | None) -> str:
     return f'<span class="badge badge-frozen">FROZEN</span> <span class="muted">{esc(note)}</span>'
 
 
+def balances_panel(view: BalancesView) -> str:
+    """The Infinity balance and the funding wallet's stablecoins, as a table (amounts exact)."""
+    rows = []
+    if view.infinity is not None:
+        amount, currency = view.infinity
+        rows.append(
+            f'<tr><th scope="row">Infinity account</th><td>{esc(currency)}</td>'
+            f'<td class="num">{esc(format_amount(amount))}</td><td class="num">-</td></tr>'
+        )
+    for currency, available, frozen in view.wallets:
+        rows.append(
+            f'<tr><th scope="row">CryptoConnect wallet <span class="muted">{esc(view.wallet_id)}</span></th>'
+            f'<td>{esc(currency)}</td><td class="num">{esc(format_exact_amount(available))}</td>'
+            f'<td class="num">{esc(format_exact_amount(frozen))}</td></tr>'
+        )
+    table = (
+        "<table><caption>Read from Interlace when this page loaded. Stablecoins move into the Infinity account"
+        " 1:1 with fund_account (agents, within fund_daily) or interlace-mcp fund (operators).</caption>"
+        '<thead><tr><th scope="col">Balance</th><th scope="col">Currency</th><th scope="col" class="num">'
+        'Available</th><th scope="col" class="num">Frozen</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+        if rows
+        else ""
+    )
+    notes = "".join(f'<p class="muted">{esc(problem)}</p>' for problem in view.problems)
+    return f'<section class="panel" aria-label="Balances">{table}{notes}</section>'
+
+
 def overview_page(
-    rows: Sequence[AgentRow], chart: Sequence[tuple[str, Decimal]], currency: str, *, chrome: Chrome
+    rows: Sequence[AgentRow],
+    chart: Sequence[tuple[str, Decimal]],
+    currency: str,
+    *,
+    chrome: Chrome,
+    balances: BalancesView | None = None,
 ) -> str:
     if rows:
         cards = []
@@ -466,8 +514,9 @@ def overview_page(
         '<p class="legend"><span class="swatch sw-spent"></span>spent (committed)'
         '<span class="swatch sw-reserved"></span>reserved (pending approval or in flight)</p>'
     )
+    funds = f"<h2>Balances</h2>\n{balances_panel(balances)}\n" if balances is not None else ""
     body = f"""<h1>Overview</h1>
-<h2>Agents</h2>
+{funds}<h2>Agents</h2>
 {legend}
 {agents}
 <h2>Daily spend</h2>

@@ -15,6 +15,7 @@ from interlace_mcp.operations._cards import (
     fetch_card,
     transaction_info,
 )
+from interlace_mcp.operations._fund_ops import FundAccount
 from interlace_mcp.operations._inflight import InFlight
 from interlace_mcp.operations._refusals import not_found, refusal_from_upstream
 from interlace_mcp.operations._registry import MONEY_OPERATIONS, operation_for
@@ -23,6 +24,8 @@ from interlace_mcp.operations._results import (
     CardLimit,
     CardList,
     CardResult,
+    DepositAddressResult,
+    FundingWindow,
     MerchantActivity,
     MoneyMovement,
     PayeeInfo,
@@ -34,6 +37,7 @@ from interlace_mcp.operations._results import (
     SpendWindow,
     TransactionInfo,
     TransactionList,
+    WalletInfo,
 )
 from interlace_mcp.operations._runner import INFLIGHT_WAIT_SECONDS, args_hash, run_money
 from interlace_mcp.operations._sanitize import CARD_NUMBER_RULE, clean_text, looks_like_card_number
@@ -53,9 +57,12 @@ __all__ = [
     "CardTransfer",
     "CloseCard",
     "CreateTransfer",
+    "DepositAddressResult",
     "Deps",
     "Execution",
     "Expected",
+    "FundAccount",
+    "FundingWindow",
     "InFlight",
     "IssueCard",
     "Lookup",
@@ -74,6 +81,7 @@ __all__ = [
     "SpendWindow",
     "TransactionInfo",
     "TransactionList",
+    "WalletInfo",
     "args_hash",
     "card_after_movement",
     "card_result",

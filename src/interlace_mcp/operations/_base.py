@@ -1,10 +1,10 @@
 """What a money operation is: its spec, what it needs handed in, what it reports back.
 
-An operation (``IssueCard``, ``CardTransfer``, ``CloseCard``, ``CreateTransfer``) is a small object built
-from the agent's arguments (or, for recovery and reconciliation, from its stored request record). It
-knows its rules beyond the ledger's (``violations``), what it must fix before anything is reserved
-(``plan``), how to move the money with the keys stored at the reservation (``send``) and how to find
-that movement upstream again (``find``). The runner drives every one of them the same way.
+An operation (``IssueCard``, ``CardTransfer``, ``CloseCard``, ``CreateTransfer``, ``FundAccount``) is a
+small object built from the agent's arguments (or, for recovery and reconciliation, from its stored request
+record). It knows its rules beyond the ledger's (``violations``), what it must fix before anything is
+reserved (``plan``), how to move the money with the keys stored at the reservation (``send``) and how to
+find that movement upstream again (``find``). The runner drives every one of them the same way.
 """
 
 from __future__ import annotations
@@ -51,6 +51,9 @@ class OperationSpec:
     issues_card: bool = False
     #: Subject to the confirmation band and approval_above.
     needs_consent: bool = True
+    #: Funds the Infinity account from a CryptoConnect wallet: not spend, but held in the funding window
+    #: (policy ``fund_daily``) the same way.
+    funds: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,9 @@ class Deps:
     notify_approval: Callable[[RequestRecord], Awaitable[None]]
     #: Prometheus metrics (a no-op unless INTERLACE_METRICS_PORT is set).
     metrics: Metrics = field(default_factory=Metrics)
+    #: The operator acting (an operator's own money action, e.g. ``interlace-mcp fund``): named in its
+    #: audit records. None for an agent's call.
+    actor: str | None = None
 
 
 @dataclass
@@ -172,6 +178,16 @@ class Operation(ABC):
     def spend(self) -> Decimal:
         """What counts as spend: the amount for loads and transfers, nothing for what returns money."""
         return (self.amount or Decimal("0")) if self.spec.spends else Decimal("0")
+
+    @property
+    def fund(self) -> Decimal:
+        """What counts in the funding window (``fund_daily``): the amount of a funding, else nothing."""
+        return (self.amount or Decimal("0")) if self.spec.funds else Decimal("0")
+
+    @property
+    def governed(self) -> Decimal:
+        """What ``approval_above`` and the confirmation band compare: the spend, or the funding."""
+        return self.spend + self.fund
 
     @abstractmethod
     def arguments(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from interlace_mcp.operations._base import Operation, OperationSpec
 from interlace_mcp.operations._card_ops import CardTransfer, CloseCard, IssueCard
+from interlace_mcp.operations._fund_ops import FundAccount
 from interlace_mcp.operations._transfer_ops import CreateTransfer
 from interlace_mcp.policy import RequestRecord
 
@@ -20,6 +21,7 @@ MONEY_OPERATIONS: dict[str, tuple[OperationSpec, Callable[[RequestRecord], Opera
         (CardTransfer.SPECS["out"], CardTransfer.from_record),
         (CloseCard.SPEC, CloseCard.from_record),
         (CreateTransfer.SPEC, CreateTransfer.from_record),
+        (FundAccount.SPEC, FundAccount.from_record),
     )
 }
 

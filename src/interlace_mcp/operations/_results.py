@@ -11,6 +11,8 @@ __all__ = [
     "CardLimit",
     "CardList",
     "CardResult",
+    "DepositAddressResult",
+    "FundingWindow",
     "MoneyMovement",
     "PayeeInfo",
     "PayeeList",
@@ -21,6 +23,7 @@ __all__ = [
     "SpendWindow",
     "TransactionInfo",
     "TransactionList",
+    "WalletInfo",
 ]
 
 
@@ -116,15 +119,44 @@ class PayeeList(_Result):
     payees: list[PayeeInfo]
 
 
+class WalletInfo(BaseModel):
+    wallet_id: str = Field(description="the CryptoConnect wallet fund_account draws on")
+    currency: str = Field(description="USDC or USDT")
+    available: str = Field(description="what fund_account can move (up to 6 decimals, as Interlace keeps it)")
+    frozen: str
+
+
 class BalanceResult(_Result):
     available: str
     currency: str
+    wallets: list[WalletInfo] = Field(
+        default_factory=list,
+        description="stablecoin balances of the CryptoConnect wallet that fund_account moves into the Infinity"
+        " account (1:1 to USD); empty when the account has none or they could not be read (see warnings)",
+    )
+    warnings: list[str] | None = None
+
+
+class DepositAddressResult(_Result):
+    currency: str
+    chain: str
+    address: str = Field(description="where a human sends stablecoins for this account (on this chain only)")
+    wallet_id: str | None = None
+    message: str | None = None
 
 
 class SpendWindow(BaseModel):
     window: Literal["transaction", "day", "week", "month", "lifetime"]
     limit: str | None = Field(description="null = no limit")
     spent: str
+    reserved: str
+    remaining: str | None
+    resets_at: str | None
+
+
+class FundingWindow(BaseModel):
+    limit: str | None = Field(description="fund_daily: how much fund_account may move in a day (null = no limit)")
+    funded: str
     reserved: str
     remaining: str | None
     resets_at: str | None
@@ -157,6 +189,7 @@ class SpendStatus(_Result):
     max_active_cards: int | None
     active_cards: int
     approval_above: str | None
+    funding: FundingWindow = Field(description="today's funding from CryptoConnect wallets (not spend)")
     pending_approvals: list[PendingApproval]
     merchant_activity: MerchantActivity = Field(
         description="what the agent's cards did at merchants in the last 24 h, as Interlace notified (HTTP deployments)"

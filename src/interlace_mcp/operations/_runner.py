@@ -83,7 +83,7 @@ async def run_money(
     spec = op.spec
     key = RequestKey(deps.scope, agent, spec.name, op.request_id)
     needs_approval = spec.needs_consent and (
-        force_approval or (policy.approval_above is not None and op.spend > policy.approval_above)
+        force_approval or (policy.approval_above is not None and op.governed > policy.approval_above)
     )
     if dry_run:
         return await _dry_run(deps, op, key, policy, stateless, needs_approval)
@@ -145,6 +145,7 @@ def _reserve(
         args=op.arguments(),
         lease=deps.lease,
         kill_switch=True,
+        fund=op.fund,
     )
     if begun.started:
         record = begun.record
@@ -159,6 +160,7 @@ def _reserve(
             request_id=op.request_id,
             upstream_ids={"idempotency_keys": ",".join(record.keys.values())},
             detail=op.summary(),
+            actor=deps.actor,
             scope=key.scope,
         )
     return begun
@@ -287,6 +289,7 @@ def _stop_job(
             amount=op.describe_amount(),
             request_id=op.request_id,
             outcome=outcome,
+            actor=deps.actor,
             scope=key.scope,
         )
 
@@ -327,6 +330,7 @@ def _complete(
             request_id=op.request_id,
             upstream_ids={"transaction_id": outcome.transaction_id or ""},
             outcome="completed",
+            actor=deps.actor,
             scope=key.scope,
         )
 
@@ -361,7 +365,7 @@ def _pending(deps: Deps, op: Operation, record: RequestRecord, *, replayed: bool
         replayed=replayed,
         sandbox=deps.sandbox,
         message=(
-            f"{format_amount(op.spend)} {op.currency} is above this agent's approval threshold, so a human must "
+            f"{format_amount(op.governed)} {op.currency} is above this agent's approval threshold, so a human must "
             f"approve it (interlace-mcp approvals approve {record.approval_id}). The amount is reserved until "
             f"{expires}. After approval, call the same tool again with the same request_id to execute it."
         ),
@@ -384,6 +388,7 @@ async def _dry_run(
         currency=op.currency,
         issues_card=op.spec.issues_card,
         stateless_violations=stateless,
+        fund=op.fund,
     )
     if violations:
         decision = "deny"
@@ -392,7 +397,7 @@ async def _dry_run(
     elif needs_approval:
         decision = "needs_approval"
         reasons = [
-            f"[approval_required] {format_amount(op.spend)} {op.currency} is above approval_above "
+            f"[approval_required] {format_amount(op.governed)} {op.currency} is above approval_above "
             f"{format_amount(policy.approval_above or Decimal(0))}: a human would have to approve it"
         ]
         message = f"would wait for approval, then: {op.summary()}"

@@ -8,6 +8,7 @@ they touch -- :mod:`requests`, :mod:`approvals`, :mod:`cards`, :mod:`tokens`, :m
 from interlace_mcp.policy import _activity as activity
 from interlace_mcp.policy import _approvals as approvals
 from interlace_mcp.policy import _cards as cards
+from interlace_mcp.policy import _funding as funding
 from interlace_mcp.policy import _reports as reports
 from interlace_mcp.policy import _requests as requests
 from interlace_mcp.policy import _tokens as tokens
@@ -21,6 +22,7 @@ from interlace_mcp.policy._db import (
     private_file,
     redact_url,
 )
+from interlace_mcp.policy._funding import FUND_CURRENCY, FundStatus
 from interlace_mcp.policy._ledger import Ledger
 from interlace_mcp.policy._policy import (
     AGENT_NAME_PATTERN,
@@ -59,6 +61,7 @@ __all__ = [
     "AGENT_NAME_PATTERN",
     "AGENT_NAME_RULE",
     "BUILTIN_DEFAULTS",
+    "FUND_CURRENCY",
     "SANDBOX_PAYEE",
     "WRITE_LOCK",
     "AgentPolicy",
@@ -68,6 +71,7 @@ __all__ = [
     "CardSpendLimit",
     "Cursor",
     "Database",
+    "FundStatus",
     "Ledger",
     "Migration",
     "Payee",
@@ -90,6 +94,7 @@ __all__ = [
     "epoch_to_iso",
     "file_stamp",
     "frozen_violation",
+    "funding",
     "is_agent_name",
     "is_postgres_url",
     "iso_utc",

@@ -29,6 +29,7 @@ from typing import Any
 from interlace_mcp.policy import _activity as activity
 from interlace_mcp.policy import _approvals as approvals
 from interlace_mcp.policy import _cards as cards
+from interlace_mcp.policy import _funding as funding
 from interlace_mcp.policy import _reports as reports
 from interlace_mcp.policy import _requests as requests
 from interlace_mcp.policy import _tokens as tokens
@@ -104,11 +105,13 @@ class Ledger:
         steps: Sequence[str] = ("main",),
         progress: dict[str, Any] | None = None,
         card_id: str | None = None,
+        fund: Decimal = Decimal(0),
     ) -> BeginResult:
         """New request, replay, or conflict -- and for a new one: check every rule and reserve, atomically.
 
         Raises :class:`RequestConflict` for a known request_id with other arguments, and
-        :class:`Refusal` (nothing stored) when any rule is broken.
+        :class:`Refusal` (nothing stored) when any rule is broken. ``fund``: an amount funded into the
+        Infinity account (its own daily window, ``fund_daily``; not spend).
         """
         return self.store.write_sync(
             requests.begin,
@@ -125,6 +128,7 @@ class Ledger:
             steps=steps,
             progress=progress,
             card_id=card_id,
+            fund=fund,
         )
 
     def evaluate(
@@ -317,6 +321,15 @@ class Ledger:
 
     def reserved_total(self, scope: str, agent: str | None = None) -> Decimal:
         return self.store.read_sync(reports.reserved_total, scope, agent)
+
+    def fund_status(self, scope: str, agent: str, policy: AgentPolicy) -> funding.FundStatus:
+        """Today's funding window of ``agent``: fund_daily, funded, reserved, remaining, reset."""
+        self._expire_if_due()
+        return self.store.read_sync(funding.fund_status, scope, agent, policy)
+
+    def fund_totals(self, scope: str, agent: str | None = None) -> tuple[Decimal, Decimal]:
+        """(committed, reserved) funding from CryptoConnect wallets (never part of the spend totals)."""
+        return self.store.read_sync(funding.fund_totals, scope, agent)
 
     def known_agents(self) -> list[str]:
         return self.store.read_sync(reports.known_agents)

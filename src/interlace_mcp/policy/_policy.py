@@ -93,6 +93,9 @@ class AgentPolicy:
     max_active_cards: int | None = 2
     confirm_above: Decimal | None = None
     approval_above: Decimal | None = None
+    #: Daily limit on funding the Infinity account from CryptoConnect wallets (fund_account; not spend).
+    #: 0.00 by default: funding is refused until an operator grants it.
+    fund_daily: Decimal | None = Decimal("0.00")
     #: get_card reveal=true: False (refused), True (number + CVV: PCI DSS L1 setups only), or "token"
     #: (a one-time Interlace private-info token for its card widget, never the number).
     reveal: bool | str = False
@@ -129,6 +132,7 @@ class AgentPolicy:
             "max_active_cards": "none" if self.max_active_cards is None else self.max_active_cards,
             "confirm_above": amount(self.confirm_above) if self.confirm_above is not None else None,
             "approval_above": amount(self.approval_above) if self.approval_above is not None else None,
+            "fund_daily": amount(self.fund_daily),
             "reveal": self.reveal,
             "transfer_payees": list(self.transfer_payees),
             "tools": list(self.tools),
@@ -262,6 +266,7 @@ _COMMON_KEYS = {
     "max_active_cards",
     "confirm_above",
     "approval_above",
+    "fund_daily",
     "reveal",
     "transfer_payees",
     "tools",
@@ -283,7 +288,7 @@ def _apply(
         path = f"{where}.{key}"
         if key in LIMIT_KEYS:
             changes[key] = _limit(value, source, path)
-        elif key in ("confirm_above", "approval_above"):
+        elif key in ("confirm_above", "approval_above", "fund_daily"):
             changes[key] = _limit(value, source, path)
         elif key == "currency":
             changes[key] = _currency(value, source, path)

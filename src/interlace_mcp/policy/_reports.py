@@ -47,7 +47,7 @@ def window_status(rx: Reader, scope: str, agent: str, policy: AgentPolicy) -> li
 
 
 def _entries_total(rx: Reader, state: str, scope: str, agent: str | None) -> Decimal:
-    sql = "SELECT COALESCE(SUM(amount_minor), 0) FROM spend_entries WHERE scope = ? AND state = ?"
+    sql = "SELECT COALESCE(SUM(amount_minor), 0) FROM spend_entries WHERE scope = ? AND state = ? AND kind = 'spend'"
     params: list[Any] = [scope, state]
     if agent is not None:
         sql += " AND agent = ?"
@@ -65,11 +65,12 @@ def reserved_total(rx: Reader, scope: str, agent: str | None = None) -> Decimal:
 
 
 def known_agents(rx: Reader) -> list[str]:
+    """Agents the ledger has seen (not the operators' own requests, whose names start with ``@``)."""
     rows = rx.all(
         "SELECT agent FROM spend_entries UNION SELECT agent FROM cards UNION SELECT agent FROM agent_flags"
         " UNION SELECT agent FROM requests ORDER BY 1"
     )
-    return [row[0] for row in rows]
+    return [row[0] for row in rows if not str(row[0]).startswith("@")]
 
 
 def daily_spend(rx: Reader, scope: str, days: int, agent: str | None = None) -> list[tuple[str, Decimal]]:
@@ -81,7 +82,7 @@ def daily_spend(rx: Reader, scope: str, days: int, agent: str | None = None) -> 
     first = today - timedelta(days=days - 1)
     sql = (
         "SELECT day_key, COALESCE(SUM(amount_minor), 0) FROM spend_entries"
-        " WHERE scope = ? AND state = 'committed' AND day_key >= ?"
+        " WHERE scope = ? AND state = 'committed' AND kind = 'spend' AND day_key >= ?"
     )
     params: list[Any] = [scope, first.isoformat()]
     if agent is not None:

@@ -20,6 +20,7 @@ from interlace_mcp.money import from_minor, to_minor
 from interlace_mcp.policy import _approvals as approvals
 from interlace_mcp.policy._cards import frozen
 from interlace_mcp.policy._db import Row
+from interlace_mcp.policy._funding import fund_violations, reserve_fund
 from interlace_mcp.policy._policy import AgentPolicy
 from interlace_mcp.policy._reservations import card_violations, reserve, settle_entry, window_violations
 from interlace_mcp.policy._rules import frozen_violation
@@ -103,6 +104,7 @@ def begin(
     args: dict[str, Any] | None = None,
     lease: float = 0.0,
     kill_switch: bool = False,
+    fund: Decimal = Decimal(0),
 ) -> BeginResult:
     """New request, replay, resume or conflict -- and for a new one: check every rule and reserve, atomically.
 
@@ -110,7 +112,8 @@ def begin(
     (nothing stored) when any rule is broken. With ``lease`` (seconds) the caller means to execute: a
     new executing request, an approved one, or one left in progress is leased to it (``started``),
     unless another execution holds it (``busy``). ``kill_switch``: read the agent's freeze in this
-    transaction too (a frozen agent starts nothing, new or known).
+    transaction too (a frozen agent starts nothing, new or known). ``fund``: an amount moved into the
+    Infinity account (not spend), checked against and reserved in the funding window instead.
     """
     now = tx.now()
     approvals.expire_due(tx)
@@ -145,15 +148,21 @@ def begin(
     if stopped is not None and not any(v.code == "agent_frozen" for v in violations):
         violations += [v for v in (frozen_violation(key.agent, stopped),) if v is not None]
     violations += window_violations(tx, key, policy, spend, currency, now)
+    violations += fund_violations(tx, key, policy, fund, now)
     if issues_card:
         violations += card_violations(tx, key, policy)
     if violations:
         raise Refusal(violations)
-    entry_id = reserve(tx, key, spend, currency, policy, now) if spend > 0 else None
+    entry_id = None
+    if spend > 0:
+        entry_id = reserve(tx, key, spend, currency, policy, now)
+    elif fund > 0:
+        entry_id = reserve_fund(tx, key, fund, policy, now)
+    held = spend if spend > 0 else fund
     approval_id = None
     status = "executing"
     if needs_approval:
-        approval_id = approvals.create(tx, key, spend, currency, approval_summary, approval_ttl, now)
+        approval_id = approvals.create(tx, key, held, currency, approval_summary, approval_ttl, now)
         status = "pending_approval"
     keys = {step: str(uuid.uuid4()) for step in steps}
     args_json = json.dumps(args or {}, default=str)
@@ -163,7 +172,7 @@ def begin(
         " entry_id, approval_id, keys_json, progress_json, card_id, created_at, updated_at, args_json, lease_until)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
-            *_params(key), args_hash, status, to_minor(spend), currency, entry_id, approval_id, json.dumps(keys),
+            *_params(key), args_hash, status, to_minor(held), currency, entry_id, approval_id, json.dumps(keys),
             json.dumps(progress or {}), card_id, now, now, args_json, lease_until,
         ),
     )  # fmt: skip
@@ -171,7 +180,7 @@ def begin(
         key=key,
         args_hash=args_hash,
         status=status,
-        amount=from_minor(to_minor(spend)),
+        amount=from_minor(to_minor(held)),
         currency=currency,
         entry_id=entry_id,
         approval_id=approval_id,
@@ -205,6 +214,7 @@ def precheck(
     spend: Decimal,
     currency: str,
     issues_card: bool = False,
+    fund: Decimal = Decimal(0),
 ) -> Precheck:
     """The kill switch, the request if it is known, and -- for a new one -- the stateful rules it breaks."""
     stopped = frozen(rx, key.agent)
@@ -212,6 +222,7 @@ def precheck(
     violations: list[Violation] = []
     if record is None:
         violations = window_violations(rx, key, policy, spend, currency, rx.now())
+        violations += fund_violations(rx, key, policy, fund, rx.now())
         if issues_card:
             violations += card_violations(rx, key, policy)
     return Precheck(stopped, record, violations)
@@ -226,10 +237,12 @@ def evaluate(
     currency: str,
     issues_card: bool = False,
     stateless_violations: Sequence[Violation] = (),
+    fund: Decimal = Decimal(0),
 ) -> list[Violation]:
     """What :func:`begin` would refuse for, without writing anything (dry runs)."""
     violations = list(stateless_violations)
     violations += window_violations(rx, key, policy, spend, currency, rx.now())
+    violations += fund_violations(rx, key, policy, fund, rx.now())
     if issues_card:
         violations += card_violations(rx, key, policy)
     return violations

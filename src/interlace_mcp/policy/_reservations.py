@@ -15,7 +15,7 @@ from interlace_mcp.policy._policy import AgentPolicy
 from interlace_mcp.policy._rules import cards_violation, window_violation
 from interlace_mcp.policy._store import Reader, Tx
 from interlace_mcp.policy._values import RequestKey, Violation
-from interlace_mcp.policy._windows import WINDOWS, iso_utc, window_keys
+from interlace_mcp.policy._windows import FUND_WINDOW, WINDOWS, iso_utc, window_keys
 
 __all__ = ["card_violations", "refuse_request", "reserve", "settle_entry", "totals", "window_violations"]
 
@@ -100,13 +100,16 @@ def settle_entry(tx: Tx, entry_id: int, state: str, now: float) -> None:
     if row is None or row["state"] != "reserved":
         return  # already settled: settling is idempotent
     committed = row["amount_minor"] if state == "committed" else 0
-    wkeys = {"day": row["day_key"], "week": row["week_key"], "month": row["month_key"], "lifetime": "all"}
+    if row["kind"] == "fund":  # a funding entry (policy/_funding.py) has one window of its own
+        wkeys = {FUND_WINDOW: row["day_key"]}
+    else:
+        wkeys = {"day": row["day_key"], "week": row["week_key"], "month": row["month_key"], "lifetime": "all"}
     tx.cur.executemany(
         "UPDATE spend_totals SET reserved_minor = reserved_minor - ?, committed_minor = committed_minor + ?"
         ' WHERE scope = ? AND agent = ? AND currency = ? AND "window" = ? AND window_key = ?',
         [
             (row["amount_minor"], committed, row["scope"], row["agent"], row["currency"], window, wkeys[window])
-            for window in WINDOWS
+            for window in wkeys
         ],
     )
     tx.execute("UPDATE spend_entries SET state = ?, updated_at = ? WHERE id = ?", (state, now, entry_id))

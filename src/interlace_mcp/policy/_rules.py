@@ -19,6 +19,7 @@ __all__ = [
     "approval_expired_text",
     "cards_violation",
     "frozen_violation",
+    "fund_violation",
     "payee_violation",
     "per_transaction_violation",
     "tool_violation",
@@ -104,6 +105,42 @@ def window_violation(
             "window": window,
             "limit": format_amount(limit),
             "spent": format_amount(from_minor(committed_minor)),
+            "reserved": format_amount(from_minor(reserved_minor)),
+            "requested": format_amount(requested),
+            "remaining": format_amount(from_minor(remaining)),
+            "resets_at": resets,
+        },
+    )
+
+
+def fund_violation(
+    limit: Decimal,
+    currency: str,
+    *,
+    committed_minor: int,
+    reserved_minor: int,
+    requested: Decimal,
+    resets: str | None,
+) -> Violation:
+    """The daily funding window (``fund_daily``) the request would push past its limit."""
+    limit_minor = to_minor(limit)
+    remaining = max(limit_minor - committed_minor - reserved_minor, 0)
+    used = [
+        f"{format_amount(from_minor(committed_minor))} funded",
+        f"{format_amount(from_minor(reserved_minor))} reserved",
+        f"{format_amount(requested)} requested",
+        f"{format_amount(from_minor(remaining))} remaining",
+    ]
+    reset = f"resets {resets}" if resets else "never resets"
+    grant = " (funding is off until an operator sets fund_daily in the policy)" if limit_minor == 0 else ""
+    text = f"daily funding limit {format_amount(limit)} {currency}{grant}: {', '.join(used)}; {reset}"
+    return Violation(
+        "fund_limit",
+        text,
+        {
+            "window": "fund_day",
+            "limit": format_amount(limit),
+            "funded": format_amount(from_minor(committed_minor)),
             "reserved": format_amount(from_minor(reserved_minor)),
             "requested": format_amount(requested),
             "remaining": format_amount(from_minor(remaining)),

@@ -138,4 +138,9 @@ MIGRATIONS: list[Migration] = [
         "ALTER TABLE requests ADD COLUMN lease_until REAL NOT NULL DEFAULT 0",
         "CREATE INDEX IF NOT EXISTS requests_by_age ON requests (status, updated_at)",
     ],
+    # 3: funding the Infinity account from a CryptoConnect wallet (fund_account) is not spend: its entries
+    # are kind 'fund' (their own daily window, policy fund_daily); every earlier entry is spend.
+    [
+        "ALTER TABLE spend_entries ADD COLUMN kind TEXT NOT NULL DEFAULT 'spend'",
+    ],
 ]

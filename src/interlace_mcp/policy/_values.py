@@ -34,6 +34,7 @@ RULE_ORDER = (
     "weekly_limit",
     "monthly_limit",
     "lifetime_limit",
+    "fund_limit",
     "max_active_cards",
     "payee_not_allowed",
 )

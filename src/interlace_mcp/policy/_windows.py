@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-__all__ = ["WINDOWS", "WindowKeys", "epoch_to_iso", "iso_utc", "window_keys"]
+__all__ = ["FUND_WINDOW", "WINDOWS", "WindowKeys", "epoch_to_iso", "iso_utc", "window_keys"]
 
 #: Window names in the order refusals and status list them.
 WINDOWS = ("day", "week", "month", "lifetime")
+#: The funding window (policy ``fund_daily``): a calendar day like ``day``, but its own running total.
+FUND_WINDOW = "fund_day"
 
 
 @dataclass(frozen=True)

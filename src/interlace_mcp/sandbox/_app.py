@@ -509,6 +509,15 @@ def _h_wallets_list(ctx: _Ctx) -> Any:
     return _paged(ctx.query, [ctx.state.wallet_view(w) for w in wallets])
 
 
+def _h_wallet_create(ctx: _Ctx) -> Any:
+    wallet = ctx.state.create_wallet(
+        ctx.account_id,
+        reference_id=_req_str(ctx.body, "referenceId"),
+        nickname=_opt_str(ctx.body, "nickname", max_len=100),
+    )
+    return ctx.state.wallet_view(wallet)
+
+
 def _h_wallet_get(ctx: _Ctx) -> Any:
     return ctx.state.wallet_view(ctx.state.get_wallet(ctx.account_id, ctx.params["walletId"]))
 
@@ -702,6 +711,7 @@ def _routes() -> list[_Route]:
         _Route("GET", f"{V3}/business/transfers", _h_transfer_list),
         _Route("POST", f"{V3}/vcc/simulate/auth", _h_simulate_auth, mutating=True),
         _Route("GET", f"{V3}/cryptoconnect/wallets", _h_wallets_list),
+        _Route("POST", f"{V3}/cryptoconnect/wallets", _h_wallet_create, mutating=True),
         _Route("GET", f"{V3}/cryptoconnect/wallets/{{walletId}}", _h_wallet_get, account_optional=True),
         _Route("POST", f"{V3}/cryptoconnect/wallets/{{walletId}}/addresses", _h_wallet_address, mutating=True),
         _Route("GET", "/_sandbox/state", _h_ctl_state, **ctl),

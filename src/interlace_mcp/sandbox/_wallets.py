@@ -54,6 +54,24 @@ class WalletsMixin(StateBase):
             raise not_found("wallet")
         return wallets[0]
 
+    def create_wallet(self, account_id: str, *, reference_id: str, nickname: str) -> CryptoWallet:
+        """A new (non-master) wallet with zero balances and no address yet, as Interlace's MoR guide shows it.
+        A referenceId is unique per account (emulator choice: a repeat is a 400, as for cards)."""
+        if any(w.reference_id == reference_id for w in self.wallets.values() if w.account_id == account_id):
+            raise bad("referenceId is already used by another wallet of this account")
+        wallet = CryptoWallet(
+            id=str(uuid.uuid4()),
+            account_id=account_id,
+            reference_id=reference_id,
+            nickname=nickname,
+            master=False,
+            create_time=self.now_ms(),
+            available=dict.fromkeys(STABLECOINS, ZERO),
+            frozen=dict.fromkeys(STABLECOINS, ZERO),
+        )
+        self.wallets[wallet.id] = wallet
+        return wallet
+
     def create_wallet_address(self, account_id: str, wallet_id: str, *, currency: str, chain: str) -> WalletAddress:
         """The wallet's address for (currency, chain), made on first request (emulator choice: one per pair)."""
         if currency not in STABLECOINS:

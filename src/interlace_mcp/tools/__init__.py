@@ -1,4 +1,5 @@
-"""The MCP surface: thin typed adapters, one module per toolset (cards, transfers, account, spend).
+"""The MCP surface: thin typed adapters, one module per toolset (cards, transfers, account, spend,
+funding).
 
 Each tool resolves its :class:`Caller` first (identity, one policy snapshot, every check); money tools
 hand their operation to the runner (:mod:`interlace_mcp.operations`); the registry wraps each tool with

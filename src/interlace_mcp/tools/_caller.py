@@ -71,9 +71,10 @@ def _look(
     currency: str,
     issues_card: bool,
     card_id: str | None,
+    fund: Decimal = Decimal(0),
 ) -> _Look:
     """The one read behind a money call's checks: kill switch, the request if known, the card, the windows."""
-    pre = requests.precheck(rx, key, policy=policy, spend=spend, currency=currency, issues_card=issues_card)
+    pre = requests.precheck(rx, key, policy=policy, spend=spend, currency=currency, issues_card=issues_card, fund=fund)
     card = None
     if card_id is not None:
         # A card closed since is still this agent's when the request is already known (its retry replays).
@@ -130,6 +131,7 @@ class Caller:
             currency=op.currency,
             issues_card=op.spec.issues_card,
             card_id=op.card_id,
+            fund=op.fund,
         )
         if op.card_id is not None:
             if look.card is None:

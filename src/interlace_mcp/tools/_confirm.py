@@ -51,7 +51,7 @@ def _should_ask(caller: Caller) -> bool:
     op = caller.operation
     if op is None or caller.refusal is not None or caller.gate or caller.dry_run or caller.known is not None:
         return False  # refused, a dry run, or a retry of a known request: its stored state decides
-    return op.spec.needs_consent and in_band(caller.policy, op.spend)
+    return op.spec.needs_consent and in_band(caller.policy, op.governed)
 
 
 def confirmation_for(caller_resolver: Callable[..., Awaitable[Caller]]) -> Callable[..., Awaitable[Any]]:
@@ -65,8 +65,8 @@ def confirmation_for(caller_resolver: Callable[..., Awaitable[Caller]]) -> Calla
         op = caller.operation
         assert op is not None
         return Elicit(
-            f"Agent {caller.agent!r} asks to {op.spec.name.replace('_', ' ')} {format_amount(op.spend)}"
-            f" {caller.policy.currency} (request {op.request_id}). Allow it?",
+            f"Agent {caller.agent!r} asks to {op.spec.name.replace('_', ' ')} {format_amount(op.governed)}"
+            f" {op.currency} (request {op.request_id}). Allow it?",
             Confirm,
         )
 
@@ -91,6 +91,6 @@ def needs_out_of_band(caller: Caller, ctx: Context[Any, Any], confirmation: Conf
     assert op is not None
     raise Refusal.one(
         "confirmation_declined",
-        f"the user did not confirm {op.spec.name} of {format_amount(op.spend)} {caller.policy.currency}"
+        f"the user did not confirm {op.spec.name} of {format_amount(op.governed)} {op.currency}"
         " in the client; nothing moved",
     )

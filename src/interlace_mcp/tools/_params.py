@@ -14,6 +14,7 @@ __all__ = [
     "Amount",
     "CardId",
     "CardStatus",
+    "Chain",
     "Currency",
     "DryRun",
     "Label",
@@ -24,6 +25,7 @@ __all__ = [
     "PayeeName",
     "RequestId",
     "Reveal",
+    "Stablecoin",
 ]
 
 
@@ -111,3 +113,16 @@ PayeeName = Annotated[
 PageSize = Annotated[int, Field(ge=1, le=100, description="How many transactions per page (1-100)")]
 Page = Annotated[int, Field(ge=1, le=10_000, description="Page number, from 1")]
 CardStatus = Literal["ACTIVE", "FROZEN", "PENDING", "INACTIVE", "CONTROL"]
+#: The stablecoins a CryptoConnect wallet holds (client.STABLECOINS; a test keeps them equal).
+Stablecoin = Annotated[
+    Literal["USDC", "USDT"],
+    Field(description="Stablecoin: USDC or USDT (it arrives in the Infinity account as USD, 1:1)"),
+]
+#: Deposit chains (client.DEPOSIT_CHAINS; a test keeps them equal).
+Chain = Annotated[
+    Literal["ETH", "ARB", "BASE", "BSC", "POLYGON", "OP", "AVAX"],
+    Field(
+        description="Blockchain network of the deposit address: ETH (Ethereum), ARB (Arbitrum), BASE, BSC,"
+        " POLYGON, OP (Optimism) or AVAX (Avalanche C-Chain)"
+    ),
+]

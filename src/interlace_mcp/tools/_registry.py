@@ -23,14 +23,22 @@ from pydantic import BaseModel, ConfigDict
 from interlace_mcp.app import Runtime
 from interlace_mcp.audit import AuditWriteError
 from interlace_mcp.client import InterlaceError
-from interlace_mcp.operations import CardTransfer, CloseCard, CreateTransfer, IssueCard, MoneyMovement, Refusal
-from interlace_mcp.tools import account, cards, spend, transfers
+from interlace_mcp.operations import (
+    CardTransfer,
+    CloseCard,
+    CreateTransfer,
+    FundAccount,
+    IssueCard,
+    MoneyMovement,
+    Refusal,
+)
+from interlace_mcp.tools import account, cards, funding, spend, transfers
 from interlace_mcp.tools._caller import Caller, rate_limited
 from interlace_mcp.tools._errors import as_refusal, refusal_code, refusal_result
 
 __all__ = ["SPECS", "TOOLSETS", "ToolSpec", "build_tool", "readme_table", "select_tools", "validation_errors"]
 
-TOOLSETS = ("cards", "transfers", "account", "spend")
+TOOLSETS = ("cards", "transfers", "account", "spend", "funding")
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,12 @@ SPECS: tuple[ToolSpec, ...] = (
              _ann(read_only=True, destructive=False, idempotent=True, open_world=False)),
     ToolSpec("get_spend_status", "spend", "Spend status", spend.get_spend_status,
              _ann(read_only=True, destructive=False, idempotent=True, open_world=False)),
+    # Reads the wallet's address (creates one where Interlace allows: no money moves).
+    ToolSpec("get_deposit_address", "funding", "Stablecoin deposit address", funding.get_deposit_address,
+             _ann(read_only=True, destructive=False, idempotent=True, open_world=True)),
+    # Money comes into this account's Infinity balance (not spend; governed by fund_daily).
+    ToolSpec(FundAccount.SPEC.name, "funding", "Fund the account from stablecoins", funding.fund_account,
+             _ann(read_only=False, destructive=False, idempotent=True, open_world=True), money=True),
     # Each call is a new authorization, so not idempotent.
     ToolSpec("simulate_purchase", "cards", "Simulate a purchase (sandbox)", cards.simulate_purchase,
              _ann(read_only=False, destructive=False, idempotent=False, open_world=True), sandbox_only=True),

@@ -1,4 +1,5 @@
-"""Account toolset: the Infinity account balance, and where one of this agent's requests stands."""
+"""Account toolset: the Infinity account balance (and the wallets that fund it), and where one of this agent's
+requests stands."""
 
 from __future__ import annotations
 
@@ -6,9 +7,16 @@ from typing import Annotated
 
 from mcp.server.mcpserver import Resolve
 
-from interlace_mcp.client import InterlaceError
-from interlace_mcp.money import format_amount
-from interlace_mcp.operations import BalanceResult, MoneyMovement, RequestStatus, not_found, refusal_from_upstream
+from interlace_mcp.client import STABLECOINS, CryptoWallet, InterlaceError
+from interlace_mcp.money import format_amount, format_exact_amount
+from interlace_mcp.operations import (
+    BalanceResult,
+    MoneyMovement,
+    RequestStatus,
+    WalletInfo,
+    not_found,
+    refusal_from_upstream,
+)
 from interlace_mcp.policy import approvals, requests
 from interlace_mcp.tools._caller import Caller, resolve_caller
 from interlace_mcp.tools._params import RequestId
@@ -17,15 +25,47 @@ __all__ = ["get_balance", "get_request_status"]
 
 
 async def get_balance(caller: Annotated[Caller, Resolve(resolve_caller)]) -> BalanceResult:
-    """Show the Infinity account's available balance (what cards and transfers are paid from)."""
+    """Show the Infinity account's available balance (what cards and transfers are paid from) and its wallets.
+
+    `wallets` are the stablecoin (USDC/USDT) balances of the CryptoConnect wallet that fund_account moves
+    into the Infinity account. If they cannot be read, the balance still answers, with a warning.
+    """
     rt = caller.runtime
     try:
         balance = await rt.api.infinity_balance()
     except InterlaceError as exc:
         raise refusal_from_upstream(exc, what="reading the balance") from None
+    warnings = None
+    try:
+        wallet = await rt.funding_wallet()
+        wallets = wallet_infos(wallet) if wallet is not None else []
+    except InterlaceError as exc:
+        wallets = []
+        warnings = [
+            f"the CryptoConnect wallet balances could not be read ({exc}); the Infinity balance above is current."
+            " Try again later"
+        ]
     return BalanceResult(
-        available=format_amount(balance.available), currency=balance.currency or "USD", sandbox=rt.sandbox
+        available=format_amount(balance.available),
+        currency=balance.currency or "USD",
+        wallets=wallets,
+        warnings=warnings,
+        sandbox=rt.sandbox,
     )
+
+
+def wallet_infos(wallet: CryptoWallet) -> list[WalletInfo]:
+    """The wallet's stablecoin balances as results (exact: up to 6 decimals)."""
+    return [
+        WalletInfo(
+            wallet_id=wallet.id,
+            currency=b.currency.upper(),
+            available=format_exact_amount(b.available),
+            frozen=format_exact_amount(b.frozen),
+        )
+        for b in wallet.balances
+        if b.currency.upper() in STABLECOINS
+    ]
 
 
 async def get_request_status(

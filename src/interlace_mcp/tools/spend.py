@@ -9,8 +9,19 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import Resolve
 
 from interlace_mcp.money import format_amount
-from interlace_mcp.operations import MerchantActivity, PendingApproval, SpendStatus, SpendWindow
-from interlace_mcp.policy import AgentPolicy, Approval, Reader, WindowStatus, activity, approvals, cards, reports
+from interlace_mcp.operations import FundingWindow, MerchantActivity, PendingApproval, SpendStatus, SpendWindow
+from interlace_mcp.policy import (
+    AgentPolicy,
+    Approval,
+    FundStatus,
+    Reader,
+    WindowStatus,
+    activity,
+    approvals,
+    cards,
+    funding,
+    reports,
+)
 from interlace_mcp.tools._caller import Caller, resolve_caller
 
 __all__ = ["get_spend_status"]
@@ -23,6 +34,7 @@ class _Spend:
     active_cards: int
     frozen: bool
     activity: dict[str, Any]
+    funding: FundStatus
 
 
 def _spend(rx: Reader, scope: str, agent: str, policy: AgentPolicy) -> _Spend:
@@ -34,6 +46,7 @@ def _spend(rx: Reader, scope: str, agent: str, policy: AgentPolicy) -> _Spend:
         active_cards=len(held),
         frozen=cards.frozen(rx, agent) is not None,
         activity=activity.card_activity(rx, scope, [c.card_id for c in held], rx.now() - 24 * 3600),
+        funding=funding.fund_status(rx, scope, agent, policy),
     )
 
 
@@ -53,6 +66,7 @@ async def get_spend_status(caller: Annotated[Caller, Resolve(resolve_caller)]) -
         max_active_cards=policy.max_active_cards,
         active_cards=seen.active_cards,
         approval_above=format_amount(policy.approval_above) if policy.approval_above is not None else None,
+        funding=FundingWindow.model_validate(seen.funding.as_dict()),
         pending_approvals=[
             PendingApproval(
                 approval_id=a.id,
