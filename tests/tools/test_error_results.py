@@ -34,9 +34,10 @@ TOOLS = (
     "get_request_status",
     "get_spend_status",
     "simulate_purchase",
+    "get_3ds_code",
 )
 #: Tools that only read our own database: they cannot fail upstream.
-LOCAL_ONLY = {"list_payees", "get_request_status", "get_spend_status"}
+LOCAL_ONLY = {"list_payees", "get_request_status", "get_spend_status", "get_3ds_code"}
 
 
 def valid_args(tool: str, card_id: str) -> dict[str, Any]:
@@ -57,6 +58,7 @@ def valid_args(tool: str, card_id: str) -> dict[str, Any]:
         "get_request_status": {"request_id": "e-status"},
         "get_spend_status": {},
         "simulate_purchase": {"card_id": card_id, "amount": "1.00"},
+        "get_3ds_code": {"card_id": card_id},
     }[tool]
 
 

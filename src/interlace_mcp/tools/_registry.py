@@ -88,6 +88,11 @@ SPECS: tuple[ToolSpec, ...] = (
              _ann(read_only=True, destructive=False, idempotent=True, open_world=False)),
     ToolSpec("get_spend_status", "spend", "Spend status", spend.get_spend_status,
              _ann(read_only=True, destructive=False, idempotent=True, open_world=False)),
+    # Hands out a secret that authorizes a payment: not read-only, so a --read-only server never offers it and
+    # clients that confirm side-effecting tools ask their user first. It changes nothing (idempotent) and reads
+    # only what Interlace already notified (closed world).
+    ToolSpec("get_3ds_code", "cards", "Get a 3-D Secure code", cards.get_3ds_code,
+             _ann(read_only=False, destructive=False, idempotent=True, open_world=False)),
     # Each call is a new authorization, so not idempotent.
     ToolSpec("simulate_purchase", "cards", "Simulate a purchase (sandbox)", cards.simulate_purchase,
              _ann(read_only=False, destructive=False, idempotent=False, open_world=True), sandbox_only=True),
