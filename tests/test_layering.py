@@ -36,7 +36,19 @@ RANKS = {
     "__main__": 9,
 }
 #: Units that must never import the MCP SDK (the protocol lives in tools/ and above).
-NO_MCP = {"money", "_logging", "_crash", "metrics", "client", "policy", "sandbox", "audit", "config", "operations", "app"}
+NO_MCP = {
+    "money",
+    "_logging",
+    "_crash",
+    "metrics",
+    "client",
+    "policy",
+    "sandbox",
+    "audit",
+    "config",
+    "operations",
+    "app",
+}
 
 
 def _module_name(path: Path) -> str:

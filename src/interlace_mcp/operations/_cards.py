@@ -130,11 +130,11 @@ def card_result(
         card_number=number,
         cvv=cvv,
         sandbox=sandbox,
-        **_terms(record),
+        **_terms(record, closed=False),
     )
 
 
-def _terms(record: CardRecord | None) -> dict[str, Any]:
+def _terms(record: CardRecord | None, *, closed: bool) -> dict[str, Any]:
     """What the server does with the card by itself (single-use, expiry) and why it closed it, if it did."""
     if record is None:
         return {}
@@ -142,12 +142,13 @@ def _terms(record: CardRecord | None) -> dict[str, Any]:
     return {
         "single_use": record.single_use,
         "expires_at": epoch_to_iso(record.expires_at),
-        "closed_reason": reason if record.deleted_at is not None else None,
+        "closed_reason": reason if closed else None,
     }
 
 
 def closed_card_result(record: CardRecord, *, sandbox: bool) -> CardResult:
-    """A card Interlace no longer shows (closed): what the ledger knows of it, DELETED with nothing left on it."""
+    """A card Interlace no longer shows (closed, or being closed by the server): what the ledger knows of it,
+    DELETED with nothing left on it."""
     return CardResult(
         card_id=record.card_id,
         card_status="DELETED",
@@ -157,7 +158,7 @@ def closed_card_result(record: CardRecord, *, sandbox: bool) -> CardResult:
         label=clean_text(record.label, 50) or None,
         frozen_by=record.frozen_by,
         sandbox=sandbox,
-        **_terms(record),
+        **_terms(record, closed=True),
     )
 
 

@@ -241,7 +241,12 @@ async def get_card(
             raise Refusal.one("card_frozen", f"card {card_id} is closed: there is nothing to reveal")
         return closed_card_result(record, sandbox=rt.sandbox)
     if not reveal:
-        card, summary = await fetch_card(rt.api, card_id, rt.cards)
+        try:
+            card, summary = await fetch_card(rt.api, card_id, rt.cards)
+        except Refusal:
+            if record.closed_reason is None:
+                raise
+            return closed_card_result(record, sandbox=rt.sandbox)  # the server is closing it right now
         return card_result(card, sandbox=rt.sandbox, summary=summary, record=record)
     mode = caller.policy.reveal
     wait = rt.reveal_limiter.check(agent, card_id) if mode is not False else None
@@ -326,7 +331,9 @@ async def list_cards(caller: Annotated[Caller, Resolve(resolve_caller)], status:
         try:
             card, summary = await fetch_card(rt.api, rec.card_id, rt.cards)
         except Refusal:
-            return  # deleted upstream behind our back: not listed
+            if rec.closed_reason is not None:  # the server is closing it right now
+                results[rec.card_id] = closed_card_result(rec, sandbox=rt.sandbox)
+            return  # else deleted upstream behind our back: not listed
         except InterlaceError as exc:
             failures.append(exc)  # kept out of the task group: one coded refusal below, not a crash
             return
