@@ -3,7 +3,7 @@
 The emulator and the ledger share one settable clock here, so the emulator's signed notifications are
 fresh for the server's intake and nothing settles or expires until a test says so. On the embedded
 emulator every notification reaches the server's own intake in-process (no HTTP); the loopback version
-of the whole purchase is tests/e2e/test_checkout_loopback.py.
+of the whole purchase is tests/e2e/test_checkout_e2e.py.
 """
 
 from __future__ import annotations
