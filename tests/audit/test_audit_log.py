@@ -260,7 +260,8 @@ def test_from_url_follows_the_ledger_rules(database_url: str, backend: str) -> N
         versions = dict(conn.execute("SELECT component, version FROM schema_version").fetchall())
         conn.close()
         assert {"audit_log", "spend_entries", "schema_version"} <= tables
-        assert versions == {"ledger": 2, "audit": 1}  # ledger migration 2: request args + execution lease
+        # ledger migration 2: request args + execution lease; 3: checkout (card terms, 3-D Secure codes, reveal links)
+        assert versions == {"ledger": 3, "audit": 1}
     finally:
         ledger.close()
     with AuditLog.from_url("sqlite:///:memory:") as mem:

@@ -13,7 +13,8 @@ after a crash resumes it by looking the unload up first. Before that, the card i
 policy does not allow (``mcc_allow`` / ``mcc_block``) freezes the card at Interlace, marks it
 ``frozen_by = "policy"`` (the agent cannot unfreeze it), writes an audit record and notifies operators
 (``INTERLACE_APPROVAL_NOTIFY_URL``, event ``card.frozen_by_policy``) -- once per transaction, across
-instances (``card_enforcement``).
+instances (``card_enforcement``). The rules are the policy's current ones: after an operator tightens them, an
+earlier purchase they now forbid freezes its card once too (the operator lifts it with ``agents unfreeze``).
 
 **What drives it.** Interlace is the source of truth: every decision reads the card's transactions
 there. Webhooks (a purchase, its settlement) wake :func:`run_checkout` for that card at once; its timer
