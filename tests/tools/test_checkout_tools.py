@@ -222,6 +222,38 @@ async def test_without_webhooks_the_reconcile_round_closes_single_use_cards(
     assert infinity(sandbox_app) == SEED - Decimal("3.00")
 
 
+async def test_without_webhooks_or_rounds_the_server_follows_a_single_use_purchase_until_it_settles(
+    tmp_path: Path, clock: Clock, sandbox_app: Starlette, database_url: str
+) -> None:
+    """No notifications and no reconcile timer: after the purchase the checkout loop looks again by itself."""
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, state_dir=tmp_path / "state", database_url=database_url, reconcile_interval_seconds=0
+    )
+    server = build_server(
+        settings,
+        upstream_transport=httpx.ASGITransport(app=sandbox_app),
+        ledger=Ledger.from_url(database_url, clock=clock),
+        backoff=False,
+    )
+    rt = runtime(server)
+    try:
+        async with Client(server) as c:
+            card_id = (await call(c, "issue_card", {"amount": "8.00", "request_id": "f-1", "single_use": True}))[
+                "card"
+            ]["card_id"]
+            await call(c, "simulate_purchase", {"card_id": card_id, "amount": "3.00"})
+            clock.advance(5)  # the emulator settles it on the next look; nobody tells the server
+
+            async def closed() -> bool:
+                return (await call(c, "get_card", {"card_id": card_id}))["card_status"] == "DELETED"
+
+            await eventually(closed)
+    finally:
+        rt.ledger.close()
+        rt.audit.close()
+    assert infinity(sandbox_app) == SEED - Decimal("3.00")
+
+
 # ---- merchant categories -------------------------------------------------------------------------
 
 

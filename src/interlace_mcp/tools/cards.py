@@ -368,6 +368,8 @@ async def get_card_transactions(
     except InterlaceError as exc:
         raise refusal_from_upstream(exc, what="listing card transactions") from None
     await police(rt, record, result.items)  # an authorization in a category policy does not allow: frozen
+    if record.purpose_bound and record.deleted_at is None:
+        rt.watcher.wake(card_id)  # a purchase may have settled: the checkout loop looks (webhooks or not)
     return TransactionList(
         card_id=card_id,
         page=page,
@@ -445,6 +447,8 @@ async def simulate_purchase(
     except InterlaceError as exc:
         raise refusal_from_upstream(exc, what="simulating a purchase") from None
     await police(rt, record, [txn])  # a category policy does not allow: the card is frozen now
+    if record.purpose_bound:
+        rt.watcher.wake(card_id)  # the checkout loop follows the purchase until it settles (webhooks or not)
     summary = await rt.api.get_card_summary(card_id)
     info = transaction_info(txn)
     code, reason = decline_words(txn)
