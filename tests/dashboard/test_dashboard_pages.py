@@ -60,7 +60,7 @@ async def test_agent_page_shows_masked_cards_sanitized_transactions_and_audit(tm
     assert f"•••• {card.pan[-4:]}" in page
     assert "Coffee &lt;b&gt;Bar&lt;/b&gt;" in page
     assert "&lt;img src=x onerror=alert(1)&gt;" in page  # the card label and the declined merchant, escaped
-    assert "declined" in page and "insufficient" in page.lower()
+    assert "declined" in page and "balance is lower than the amount" in page  # the decline in plain words
     assert_no_raw_markup(page)
     assert "issue_card" in page and "Kill switch" in page  # audit records and the switch
     assert unknown.status_code == 404

@@ -32,7 +32,8 @@ _PASSED_THROUGH = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "TMPDIR", "SYSTEMR
 DESIGN_TOOLS = {
     "issue_card", "top_up_card", "get_card", "list_cards", "get_card_transactions", "freeze_card",
     "unfreeze_card", "close_card", "withdraw_from_card", "create_transfer", "list_payees", "get_balance",
-    "get_spend_status", "get_request_status", "simulate_purchase", "get_deposit_address", "fund_account",
+    "get_spend_status", "get_request_status", "simulate_purchase", "get_3ds_code", "get_deposit_address",
+    "fund_account",
 }  # fmt: skip
 
 SEED_BALANCE = Decimal("10000.00")

@@ -38,7 +38,8 @@ PER_TOOL = 150 if FULL else 20
 TOOLS: dict[str, dict[str, tuple[str, bool]]] = {
     "issue_card": {
         "amount": ("amount", True), "request_id": ("request_id", True), "currency": ("currency", False),
-        "label": ("label", False), "dry_run": ("bool", False),
+        "label": ("label", False), "dry_run": ("bool", False), "single_use": ("bool", False),
+        "expires_in_minutes": ("minutes", False),
     },
     "top_up_card": {
         "card_id": ("card_id", True), "amount": ("amount", True), "request_id": ("request_id", True),
@@ -61,7 +62,11 @@ TOOLS: dict[str, dict[str, tuple[str, bool]]] = {
     "get_balance": {},
     "get_spend_status": {},
     "get_request_status": {"request_id": ("request_id", True)},
-    "simulate_purchase": {"card_id": ("card_id", True), "amount": ("amount", True), "merchant": ("merchant", False)},
+    "simulate_purchase": {
+        "card_id": ("card_id", True), "amount": ("amount", True), "merchant": ("merchant", False),
+        "mcc": ("mcc", False), "three_ds": ("bool", False),
+    },
+    "get_3ds_code": {"card_id": ("card_id", True)},
     "get_deposit_address": {"currency": ("stablecoin", False), "chain": ("chain", False)},
     "fund_account": {
         "amount": ("amount", True), "request_id": ("request_id", True), "currency": ("stablecoin", False),
@@ -217,6 +222,24 @@ def bad_value(kind: str) -> st.SearchStrategy[Any]:
             st.none(),
             st.lists(st.integers(), max_size=2),
         )
+    if kind == "minutes":
+        return st.one_of(
+            st.integers(max_value=0),
+            st.integers(min_value=525_601),
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.sampled_from(["15", "15m", "", "1e3"]),
+            st.booleans(),
+            nasty_text,
+            st.lists(st.integers(), max_size=2),
+        )
+    if kind == "mcc":
+        return st.one_of(
+            st.sampled_from(["573", "57345", "57a4", " 5734", "5734 ", "٥٧٣٤", "", "-573"]),
+            st.integers(),
+            non_strings,
+            nasty_text,
+            huge(5),
+        ).filter(lambda v: not (isinstance(v, str) and re.fullmatch(r"[0-9]{4}", v, re.ASCII)))
     if kind == "status":
         return st.one_of(
             st.sampled_from(["active", "DELETED", "ALL", "*", "", "ACTIVE ", "ACT\u200bIVE", "FROZEN,ACTIVE"]),
@@ -306,6 +329,7 @@ def base_args(tool: str, card_id: str) -> dict[str, Any]:
         "get_spend_status": {},
         "get_request_status": {"request_id": "setup"},
         "simulate_purchase": {"card_id": card_id, "amount": "1.00"},
+        "get_3ds_code": {"card_id": card_id},
         "get_deposit_address": {},
         "fund_account": {"amount": "1.00", "request_id": "fz-fund"},
     }[tool]

@@ -303,3 +303,40 @@ def test_duplicate_token_hash_is_rejected(tmp_path: Path) -> None:
     """Two agents with the same token_sha256 cannot both be identified."""
     err = refusal(tmp_path, f'[agents.a]\ntoken_sha256 = "{TOKEN_SHA}"\n[agents.b]\ntoken_sha256 = "{TOKEN_SHA}"\n')
     assert err.key == "agents.b.token_sha256"
+
+
+def test_checkout_keys_are_parsed_inherited_and_shown(tmp_path: Path) -> None:
+    """single_use_cards, card_max_ttl_minutes, mcc_allow / mcc_block and reveal = "human" (DESIGN section 13)."""
+    text = (
+        '[defaults]\nsingle_use_cards = true\ncard_max_ttl_minutes = 60\nmcc_allow = ["5734", "5045", "5734"]\n'
+        'reveal = "human"\n[agents.shopper]\ncard_max_ttl_minutes = "none"\nmcc_allow = []\nmcc_block = ["7995"]\n'
+    )
+    policy = load_policy(write_policy(tmp_path / "p.toml", text))
+    other, shopper = policy.for_agent("other"), policy.for_agent("shopper")
+    assert (other.single_use_cards, other.card_max_ttl_minutes, other.mcc_allow) == (True, 60, ("5045", "5734"))
+    assert (shopper.single_use_cards, shopper.card_max_ttl_minutes) == (True, None)
+    assert (shopper.mcc_allow, shopper.mcc_block, shopper.reveal) == ((), ("7995",), "human")
+    assert other.mcc_allowed("5734") and not other.mcc_allowed("5812") and not other.mcc_allowed(None)
+    assert shopper.mcc_allowed("5812") and shopper.mcc_allowed(None) and not shopper.mcc_allowed("7995")
+    assert other.describe()["mcc_allow"] == ["5045", "5734"] and shopper.describe()["card_max_ttl_minutes"] == "none"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        ("single_use_cards = 1", "defaults.single_use_cards", "true or false"),
+        ("card_max_ttl_minutes = 0", "defaults.card_max_ttl_minutes", "whole number of minutes"),
+        ('card_max_ttl_minutes = "60"', "defaults.card_max_ttl_minutes", "whole number of minutes"),
+        ("card_max_ttl_minutes = 525601", "defaults.card_max_ttl_minutes", "whole number of minutes"),
+        ("mcc_allow = [5734]", "defaults.mcc_allow", "4-digit merchant category codes as strings"),
+        ('mcc_allow = ["573"]', "defaults.mcc_allow", "'573' is not a 4-digit merchant category code"),
+        ('mcc_block = "5734"', "defaults.mcc_block", "must be a list"),
+        ('mcc_allow = ["5734"]\nmcc_block = ["5734"]', "defaults.mcc_block", "5734 also in mcc_allow"),
+        ('reveal = "humans"', "defaults.reveal", '"human"'),
+    ],
+)
+def test_bad_checkout_keys_stop_startup_naming_key_and_reason(tmp_path: Path, text: str, key: str, reason: str) -> None:
+    """Each bad value of a checkout key is refused with the file, the key and why."""
+    with pytest.raises(PolicyError) as exc:
+        load_policy(write_policy(tmp_path / "p.toml", f"[defaults]\n{text}\n"))
+    assert exc.value.key == key and reason in exc.value.reason, str(exc.value)

@@ -337,6 +337,21 @@ async def test_three_ds_sends_a_signed_otp_webhook_before_the_authorization() ->
     assert verify(sink.got[2])["transactionAmount"] == "1.00"
 
 
+async def test_freezing_unfreezing_and_deleting_a_card_are_notified_as_interlace_documents() -> None:
+    """CARD.UPDATED when the status changes (not for a repeated freeze), CARD.DELETED when the card is deleted."""
+    sink = Sink()
+    app = create_sandbox_app(webhook_sink=sink)
+    async with open_client(app) as api:
+        await login(api)
+        card_id = await new_card(api, "5")
+        for action in ("freeze", "freeze", "unfreeze"):
+            data(await api.post(f"{V3}/cards/{card_id}/{action}", json={"accountId": ACCOUNT_ID}))
+        data(await api.delete(f"{V3}/cards/{card_id}", params={"accountId": ACCOUNT_ID}))
+    assert sink.events() == ["CARD.UPDATED", "CARD.UPDATED", "CARD.DELETED"]
+    assert [verify(e)["status"] for e in sink.got] == ["FROZEN", "ACTIVE", "DELETED"]
+    assert {verify(e)["id"] for e in sink.got} == {card_id}
+
+
 async def test_the_sink_and_the_url_get_the_same_signed_envelope_and_failures_are_recorded() -> None:
     """One webhook, three receivers (a URL, a good sink, a failing sink): identical bytes; failures logged."""
     received: list[httpx.Request] = []

@@ -253,3 +253,49 @@ async def test_deduplication_rests_on_the_signed_resource_not_the_envelope_id(tm
     assert [a.status_code for a in answers] == [200] * len(answers)
     assert webhook_rows(app) == 2  # one PENDING, one CLOSED
     assert [(r["transaction_id"], r["status"]) for r in activity(app)] == [("t-1", "CLOSED")]
+
+
+def otp_notification(resource: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "eventType": "CARD.3DS.OTP",
+        "apiVersion": "v3",
+        "code": "000000",
+        "message": "",
+        "resource": json.dumps(resource),
+        "createTime": str(int(time.time() * 1000)),
+        "id": str(uuid.uuid4()),
+    }
+
+
+async def test_three_ds_codes_are_stored_whole_once_and_malformed_or_forged_ones_refused(tmp_path: Path) -> None:
+    """A signed CARD.3DS.OTP is stored as sent (once); undated ones too (they expire 10 minutes after arrival);
+    no card id is a 400, a bad signature a 401; other CARD.* events are answered and ignored."""
+    app = make_app(tmp_path, create_sandbox_app())
+    now_ms = int(time.time() * 1000)
+    dated = {"cardId": "card-1", "otp": "123456", "createTime": str(now_ms), "expireTime": str(now_ms + 300_000)}
+    undated = {"cardId": "card-2", "verificationCode": "654321"}
+    async with app.router.lifespan_context(app):
+        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=BASE) as http:
+            first = await post(http, otp_notification(dated))
+            repeat = await post(http, otp_notification(dated))  # a retry under a new envelope id
+            loose = await post(http, otp_notification(undated))
+            no_card = await post(http, otp_notification({"otp": "111111", "createTime": str(now_ms)}))
+            forged = await post(http, otp_notification(dated), secret="not-the-secret")
+            card_event = await post(http, dict(otp_notification(dated), eventType="CARD.UPDATED"))
+    assert [r.status_code for r in (first, repeat, loose, no_card, forged, card_event)] == [
+        200,
+        200,
+        200,
+        400,
+        401,
+        200,
+    ]
+    rt = app.state.interlace_runtime
+    rows = rt.ledger._conn.execute(
+        "SELECT card_id, resource_json, received_at, expires_at FROM three_ds_codes"
+    ).fetchall()
+    stored = {row["card_id"]: row for row in rows}
+    assert set(stored) == {"card-1", "card-2"}
+    assert json.loads(stored["card-1"]["resource_json"]) == dated
+    assert stored["card-1"]["expires_at"] == pytest.approx((now_ms + 300_000) / 1000)  # the notification's own expiry
+    assert stored["card-2"]["expires_at"] == pytest.approx(stored["card-2"]["received_at"] + 600)

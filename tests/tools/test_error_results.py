@@ -34,11 +34,12 @@ TOOLS = (
     "get_request_status",
     "get_spend_status",
     "simulate_purchase",
+    "get_3ds_code",
     "get_deposit_address",
     "fund_account",
 )
 #: Tools that only read our own database: they cannot fail upstream.
-LOCAL_ONLY = {"list_payees", "get_request_status", "get_spend_status"}
+LOCAL_ONLY = {"list_payees", "get_request_status", "get_spend_status", "get_3ds_code"}
 
 
 def valid_args(tool: str, card_id: str) -> dict[str, Any]:
@@ -59,6 +60,7 @@ def valid_args(tool: str, card_id: str) -> dict[str, Any]:
         "get_request_status": {"request_id": "e-status"},
         "get_spend_status": {},
         "simulate_purchase": {"card_id": card_id, "amount": "1.00"},
+        "get_3ds_code": {"card_id": card_id},
         "get_deposit_address": {"currency": "USDC", "chain": "ETH"},
         "fund_account": {"amount": "1.00", "request_id": "e-fund"},
     }[tool]

@@ -19,14 +19,16 @@ import anyio
 import anyio.to_thread
 import httpx
 
+from interlace_mcp.app._checkout import check_cards, run_checkout
 from interlace_mcp.app._recovery import recover
 from interlace_mcp.app._runtime import PolicyStore, RateLimiter, Runtime
+from interlace_mcp.app._webhooks import webhook_sink
 from interlace_mcp.audit import AuditLog
 from interlace_mcp.client import InterlaceClient, InterlaceError
 from interlace_mcp.config import Settings, Upstream, resolve_upstream
 from interlace_mcp.metrics import Metrics
-from interlace_mcp.policy import SANDBOX_PAYEE, Ledger, Payee, approvals, private_dir, requests
-from interlace_mcp.sandbox import ACCOUNT_ID, PAYEE_ACCOUNT_ID, PAYEE_BALANCE_ID, create_sandbox_app
+from interlace_mcp.policy import SANDBOX_PAYEE, Ledger, Payee, approvals, private_dir, requests, three_ds
+from interlace_mcp.sandbox import ACCOUNT_ID, PAYEE_ACCOUNT_ID, PAYEE_BALANCE_ID, SandboxState, create_sandbox_app
 
 __all__ = [
     "PURGE_INTERVAL_SECONDS",
@@ -101,8 +103,9 @@ def interlace_client(runtime: Runtime) -> InterlaceClient:
     settings, upstream = runtime.settings, runtime.upstream
     transport = runtime.upstream_transport
     if transport is None and upstream.embedded:
-        app = runtime.sandbox_app or create_sandbox_app(state_path=sandbox_state_path(settings))
-        transport = httpx.ASGITransport(app=app)
+        if runtime.sandbox_app is None:
+            runtime.sandbox_app = create_sandbox_app(state_path=sandbox_state_path(settings))
+        transport = httpx.ASGITransport(app=runtime.sandbox_app)
     return InterlaceClient(
         base_url=upstream.base_url,
         client_id=upstream.client_id,
@@ -121,8 +124,10 @@ async def open_runtime(runtime: Runtime, *, discover: bool = True, background: b
     """Open the Interlace client (one per process) for the block.
 
     ``discover``: find the accountId (needed for the ledger scope), settle unfinished requests and purge
-    old request records first. ``background``: keep doing the last two on a timer (servers). A runtime
-    already open (the HTTP app opened it, or a concurrent connection did) is shared as it is.
+    old request records first. ``background``: keep doing the last two on a timer, and run the checkout
+    loop -- close purpose-bound cards, enforce merchant categories (servers). On the embedded emulator its
+    webhooks reach the server's own intake in-process. A runtime already open (the HTTP app opened it, or
+    a concurrent connection did) is shared as it is.
     """
     if runtime.client is not None:
         yield runtime
@@ -134,20 +139,36 @@ async def open_runtime(runtime: Runtime, *, discover: bool = True, background: b
     async with interlace_client(runtime) as client:
         runtime.client = client
         stop_metrics = _serve_metrics(runtime) if background else None
+        emulator = _embedded_emulator(runtime)
+        sink = webhook_sink(runtime) if emulator is not None else None
+        if emulator is not None and sink is not None:
+            emulator.add_webhook_sink(sink)  # its notifications reach our intake without HTTP
         try:
             if discover:
-                await _start(runtime)
+                await _start(runtime, checkout=background)
             async with anyio.create_task_group() as tasks:
                 if background and runtime.settings.reconcile_interval_seconds > 0:
                     tasks.start_soon(_maintain_periodically, runtime)
+                if background:
+                    tasks.start_soon(run_checkout, runtime)
                 try:
                     yield runtime
                 finally:
                     tasks.cancel_scope.cancel()
         finally:
+            if emulator is not None and sink is not None:
+                emulator.remove_webhook_sink(sink)
             runtime.client = None
             if stop_metrics is not None:
                 await anyio.to_thread.run_sync(stop_metrics)
+
+
+def _embedded_emulator(runtime: Runtime) -> SandboxState | None:
+    """The in-process emulator's state, when the runtime runs on the embedded one (else None)."""
+    if not runtime.upstream.embedded or runtime.upstream_transport is not None or runtime.sandbox_app is None:
+        return None
+    state = getattr(getattr(runtime.sandbox_app, "state", None), "sandbox", None)
+    return state if isinstance(state, SandboxState) else None
 
 
 def _serve_metrics(runtime: Runtime) -> Callable[[], None] | None:
@@ -160,7 +181,7 @@ def _serve_metrics(runtime: Runtime) -> Callable[[], None] | None:
     return runtime.metrics.serve(port)
 
 
-async def _start(runtime: Runtime) -> None:
+async def _start(runtime: Runtime, *, checkout: bool = False) -> None:
     """Discover what settings left out (accountId), then settle and purge once."""
     try:
         runtime.account_id = await runtime.api.ensure_account_id()
@@ -172,13 +193,20 @@ async def _start(runtime: Runtime) -> None:
     # startup stays fast and does not fail when Interlace is briefly unreachable.
     runtime.default_bin_id = runtime.settings.bin_id
     runtime.default_cardholder_id = runtime.settings.cardholder_id
-    await maintain(runtime)
+    await maintain(runtime, checkout=checkout)
 
 
-async def maintain(runtime: Runtime) -> None:
+async def maintain(runtime: Runtime, *, checkout: bool = False) -> None:
     """One round of upkeep: settle unfinished requests by lookup (no money moves), expire overdue approvals,
-    and -- at most once a day by the ledger's clock -- purge request records past their retention (90 days)."""
+    and -- at most once a day by the ledger's clock -- purge request records past their retention (90 days).
+
+    ``checkout`` (servers): also look at every watched card at Interlace -- close purpose-bound cards that are
+    due (money returns to the Infinity account, through the runner, once) and freeze cards used at a merchant
+    category policy does not allow. CLI commands leave it out (``reconcile`` never moves money)."""
     await recover(runtime, grace=runtime.settings.recovery_grace_seconds)
+    if checkout:
+        await check_cards(runtime)
+    await runtime.store.write(three_ds.purge_codes)
     if await runtime.store.read(approvals.any_due):
         await runtime.store.write(approvals.expire_due)
     now = runtime.store.now()
@@ -193,6 +221,6 @@ async def _maintain_periodically(runtime: Runtime) -> None:
     while True:
         await anyio.sleep(runtime.settings.reconcile_interval_seconds)
         try:
-            await maintain(runtime)
+            await maintain(runtime, checkout=True)
         except Exception:  # the timer must survive any one failure; the next round retries
             logger.exception("periodic recovery failed")

@@ -76,7 +76,8 @@ class FreezeReport:
 
 async def set_agent_frozen(runtime: Runtime, agent: str, *, freeze: bool, by: str, reason: str | None) -> FreezeReport:
     """The kill switch. Freeze: block money tools first, then freeze every card at Interlace (marked as the
-    operator's, so the agent cannot unfreeze them). Unfreeze: undo the operator's card freezes, then unblock."""
+    operator's, so the agent cannot unfreeze them). Unfreeze: undo the operator's card freezes -- and those
+    policy made (a purchase in a category it does not allow) -- then unblock."""
     store = runtime.store
     if freeze:
         await store.write(cards.set_agent_frozen, agent, True, by=by, reason=reason)
@@ -87,7 +88,7 @@ async def set_agent_frozen(runtime: Runtime, agent: str, *, freeze: bool, by: st
             if freeze:
                 await runtime.api.freeze_card(card.card_id)
                 await store.write(cards.set_card_frozen_by, runtime.scope, card.card_id, "operator")
-            elif card.frozen_by == "operator":
+            elif card.frozen_by in ("operator", "policy"):  # an operator's word lifts policy's freezes too
                 await runtime.api.unfreeze_card(card.card_id)
                 await store.write(cards.set_card_frozen_by, runtime.scope, card.card_id, None)
         except InterlaceError as exc:

@@ -21,7 +21,7 @@ from typing import Any
 from interlace_mcp.app._runtime import Runtime
 from interlace_mcp.client import InterlaceError
 from interlace_mcp.money import format_amount
-from interlace_mcp.operations import Execution, Expected, MoneyMovement, operation_for
+from interlace_mcp.operations import CardTerms, Execution, Expected, MoneyMovement, operation_for
 from interlace_mcp.policy import RequestRecord, Tx, cards, requests
 
 __all__ = ["Difference", "ReconcileReport", "RecoveryReport", "reconcile", "recover"]
@@ -38,10 +38,13 @@ class RecoveryReport:
 
 
 def _settle(tx: Tx, record: RequestRecord, movement: MoneyMovement, new_card: tuple[str, str | None] | None,
-            deleted_card: str | None) -> None:  # fmt: skip
+            deleted_card: str | None, terms: CardTerms | None = None) -> None:  # fmt: skip
     if new_card is not None:
         cards.register_card(tx, record.key.scope, record.key.agent, new_card[0], label=new_card[1],
                             request_id=record.key.request_id)  # fmt: skip
+        if terms is not None:
+            cards.set_card_terms(tx, record.key.scope, new_card[0], single_use=terms.single_use,
+                                 expires_at=terms.expires_at, last_four=terms.last_four)  # fmt: skip
     if deleted_card is not None:
         cards.mark_card_deleted(tx, record.key.scope, deleted_card)
     requests.complete(tx, record.key, movement.model_dump(mode="json"),
@@ -84,7 +87,7 @@ async def recover(rt: Runtime, *, grace: float = 120.0) -> RecoveryReport:
                 sandbox=rt.sandbox,
                 message="confirmed at Interlace after an interrupted call (settled by reconciliation)",
             )
-            await rt.store.write(_settle, record, movement, outcome.new_card, outcome.deleted_card)
+            await rt.store.write(_settle, record, movement, outcome.new_card, outcome.deleted_card, outcome.card_terms)
             report.committed.append(label)
         else:  # money moved but a step is left (a close's delete): the agent's retry finishes it
             report.unresolved.append(label)

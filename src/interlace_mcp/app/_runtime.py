@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from interlace_mcp.app._watcher import CardWatcher
 from interlace_mcp.audit import AuditLog, AuditWriteError
 from interlace_mcp.client import CryptoWallet, InterlaceClient, NotFoundError
 from interlace_mcp.config import Settings, Upstream
@@ -161,6 +162,8 @@ class Runtime:
     #: Last retention purge (the ledger's clock).
     last_purge: float | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    #: Wakes the checkout loop (purpose-bound cards, merchant-category enforcement): webhooks and tools nudge it.
+    watcher: CardWatcher = field(default_factory=CardWatcher)
 
     @property
     def store(self) -> Store:
@@ -238,6 +241,21 @@ class Runtime:
                 await http.post(url, json=notice)
         except httpx.HTTPError as exc:
             logger.warning("approval notice to INTERLACE_APPROVAL_NOTIFY_URL failed: %s", type(exc).__name__)
+
+    async def notify_operators(self, notice: dict[str, Any]) -> bool:
+        """POST a JSON notice (``{"event": ..., ...}``) to INTERLACE_APPROVAL_NOTIFY_URL, best effort."""
+        url = self.settings.approval_notify_url
+        if not url:
+            return False
+        try:
+            async with httpx.AsyncClient(timeout=5.0) as http:
+                response = await http.post(url, json=notice)
+        except httpx.HTTPError as exc:
+            logger.warning(
+                "%s notice to INTERLACE_APPROVAL_NOTIFY_URL failed: %s", notice.get("event"), type(exc).__name__
+            )
+            return False
+        return response.status_code < 300
 
     async def record(self, *, required: bool = False, **fields: Any) -> bool:
         """Append one audit record (scoped to this upstream) through the store's writer. ``required``: raise

@@ -17,7 +17,10 @@ Security model (threats I1, I2, I5):
   ``INTERLACE_ALLOWED_HOSTS``), as for ``/mcp``: DNS rebinding gets 421.
 - **What.** Pages are server-rendered and every value is HTML-escaped; upstream text is sanitized
   first. A strict Content-Security-Policy (per-response nonce, nothing external) and ``frame-ancestors
-  'none'`` back this up. Card numbers are never fetched: only the masked card object (last four).
+  'none'`` back this up. Card numbers are fetched for one page only: a one-time reveal link an agent got
+  under policy ``reveal = "human"`` (``/dashboard/reveal/<token>``: a signed-in operator confirms with a
+  CSRF-checked POST, the link is used up, the number is fetched live and shown once, never cached or
+  logged, the access audited with the operator's name). Everywhere else: the masked card (last four).
 - **Actions** go through the same code as the CLI: :func:`decide_approval` and :func:`set_agent_frozen`,
   audited with the operator's name.
 """
@@ -29,6 +32,7 @@ import hashlib
 import hmac
 import logging
 import math
+import re
 import secrets
 import time
 from collections import OrderedDict, deque
@@ -46,14 +50,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from interlace_mcp.app import Runtime, build_runtime, decide_approval, open_runtime, set_agent_frozen
+from interlace_mcp.app import REVEAL_PATH, Runtime, build_runtime, decide_approval, open_runtime, set_agent_frozen
 from interlace_mcp.audit import AuditRecord
 from interlace_mcp.client import InterlaceError, NotFoundError
 from interlace_mcp.config import Settings
 from interlace_mcp.dashboard import _views as views
 from interlace_mcp.money import format_amount
 from interlace_mcp.operations import card_result, clean_text, transaction_info
-from interlace_mcp.policy import AGENT_NAME_RULE, Approval, is_agent_name, token_digest
+from interlace_mcp.policy import AGENT_NAME_RULE, Approval, is_agent_name, reveals, token_digest
 
 __all__ = ["COOKIE", "OPERATOR_TOKEN_PREFIX", "Dashboard", "LoginThrottle", "build_dashboard_app"]
 
@@ -169,6 +173,7 @@ class Dashboard:
             ("/dashboard/agents/{agent}", ["GET"], self._page(self._agent)),
             ("/dashboard/agents/{agent}/{switch}", ["POST"], self._action(self._kill_switch)),
             ("/dashboard/api/pending", ["GET"], self._fragment(self._pending_json)),
+            (REVEAL_PATH + "{token}", ["GET", "POST"], self._reveal),
         ]
 
     def starlette_routes(self) -> list[Route]:
@@ -302,9 +307,10 @@ class Dashboard:
             return self._misdirected()
         nonce = secrets.token_urlsafe(16)
         if request.method != "POST":
+            then = _next_path(request.query_params.get("next"))
             if await self._session(request) is not None:
-                return self._finish(RedirectResponse("/dashboard", status_code=303))
-            return self._finish(HTMLResponse(views.login_page(nonce=nonce)), nonce)
+                return self._finish(RedirectResponse(then or "/dashboard", status_code=303))
+            return self._finish(HTMLResponse(views.login_page(nonce=nonce, next_path=then)), nonce)
         if self._cross_site(request):
             return self._forbidden("cross-site request refused")
         client = request.client.host if request.client else "-"
@@ -333,7 +339,7 @@ class Dashboard:
         sid = secrets.token_urlsafe(32)  # a new id at every sign-in (no fixation)
         self._store(_sid_key(sid), Session(operator, digest, secrets.token_urlsafe(32), now, now))
         await self.runtime.record(agent="-", tool="dashboard", event="operator_login", actor=operator)
-        response = RedirectResponse("/dashboard", status_code=303)
+        response = RedirectResponse(_next_path((form or {}).get("next")) or "/dashboard", status_code=303)
         response.set_cookie(
             COOKIE,
             sid,
@@ -491,6 +497,87 @@ class Dashboard:
                 out.append(views.CardView(record.card_id, masked, error=f"transactions: {_upstream_text(exc)}"))
         return out
 
+    # ---- reveal to a human (policy reveal = "human") ------------------------------------------------
+
+    async def _reveal(self, request: Request) -> Response:
+        """GET: the confirmation page (sign-in first); POST: use the link once and show the card's details."""
+        if not self._host_ok(request):
+            return self._misdirected()
+        token = request.path_params["token"]
+        path = REVEAL_PATH + token
+        if not _REVEAL_TOKEN.fullmatch(token):
+            return self._finish(Response("not found", status_code=404, media_type="text/plain"))
+        if request.method == "POST" and self._cross_site(request):
+            return self._forbidden("cross-site request refused")
+        session = await self._session(request)
+        if session is None:
+            if request.method == "POST":
+                return self._forbidden("not signed in")
+            return self._finish(RedirectResponse("/dashboard/login?next=" + quote(path, safe="/"), status_code=303))
+        nonce = secrets.token_urlsafe(16)
+        chrome = self._chrome(session, nonce, len(await self._pending()))
+        rt = self.runtime
+        digest = token_digest(token)
+        if request.method != "POST":
+            link = await rt.store.read(reveals.peek_link, digest)
+            if link is None or link.scope != rt.scope or not link.usable(rt.store.now()):
+                return self._finish(self._reveal_gone(chrome), nonce)
+            card = None
+            try:
+                record = await self._ledger(rt.ledger.owned_card, rt.scope, link.agent, link.card_id)
+                card = card_result(await rt.api.get_card(link.card_id), sandbox=rt.sandbox, record=record)
+            except (InterlaceError, RuntimeError):
+                pass  # the confirmation page works without it
+            page = views.reveal_confirm_page(
+                agent=link.agent, card=card, card_id=link.card_id, expires_at=link.expires_at, action=path,
+                chrome=chrome,
+            )  # fmt: skip
+            return self._finish(HTMLResponse(page), nonce)
+        form = await _form(request)
+        sent = (form or {}).get("csrf", "")
+        if not hmac.compare_digest(sent.encode("utf-8", "replace"), session.csrf.encode("ascii")):
+            return self._forbidden("missing or wrong CSRF token")
+        link = await rt.store.write(reveals.take_link, digest, by=session.operator)
+        if link is None or link.scope != rt.scope:
+            await rt.record(
+                agent="-", tool="dashboard", event="card_data_access", actor=session.operator,
+                arguments={"mode": "human"}, outcome="refused:link_used_or_expired",
+            )  # fmt: skip
+            return self._finish(self._reveal_gone(chrome), nonce)
+        arguments = {"card_id": link.card_id, "mode": "human"}
+        try:
+            details = await rt.api.get_card_details(link.card_id)
+        except (InterlaceError, RuntimeError) as exc:
+            await rt.record(
+                agent=link.agent, tool="dashboard", event="card_data_access", actor=session.operator,
+                arguments=arguments, outcome="failed:upstream",
+            )  # fmt: skip
+            page = views.error_page("Not available", f"Interlace did not give the card: {_upstream_text(exc)}",
+                                    nonce=nonce, chrome=chrome)  # fmt: skip
+            return self._finish(HTMLResponse(page, status_code=502), nonce)
+        # Audited before it is shown (no record, no card data); fetched live, in memory for this response only.
+        await rt.record(
+            required=True, agent=link.agent, tool="dashboard", event="card_data_access", actor=session.operator,
+            arguments=arguments, outcome="revealed_to_human",
+        )  # fmt: skip
+        number, cvv = details.reveal()
+        logger.info("dashboard: card %s of %s shown to operator %s", link.card_id, link.agent, session.operator)
+        page = views.reveal_page(
+            agent=link.agent, last_four=details.card_last_four, number=number, cvv=cvv,
+            expiry=details.expiry_date, chrome=chrome,
+        )  # fmt: skip
+        return self._finish(HTMLResponse(page), nonce)
+
+    def _reveal_gone(self, chrome: views.Chrome) -> Response:
+        page = views.error_page(
+            "Link used or expired",
+            "This reveal link was used already, has expired (links last 5 minutes) or never existed. Ask the agent"
+            " for a new one if it still needs it.",
+            nonce=chrome.nonce,
+            chrome=chrome,
+        )
+        return HTMLResponse(page, status_code=410)
+
     # ---- actions -------------------------------------------------------------------------------
 
     async def _decide(self, request: Request, session: Session, form: dict[str, str]) -> Response:
@@ -539,6 +626,16 @@ class Dashboard:
         for failure in report.failures:
             session.flashes.append(("error", failure))
         return RedirectResponse(views.BASE + "/agents/" + quote(agent, safe=""), status_code=303)
+
+
+_REVEAL_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,100}", re.ASCII)
+
+
+def _next_path(value: str | None) -> str | None:
+    """Where to go after sign-in: only a reveal link's own page (nothing else, so never an open redirect)."""
+    if not value or not value.startswith(REVEAL_PATH):
+        return None
+    return value if _REVEAL_TOKEN.fullmatch(value[len(REVEAL_PATH) :]) else None
 
 
 def _upstream_text(exc: Exception) -> str:

@@ -33,6 +33,8 @@ __all__ = [
     "esc",
     "login_page",
     "overview_page",
+    "reveal_confirm_page",
+    "reveal_page",
 ]
 
 BASE = "/dashboard"
@@ -311,8 +313,9 @@ def _time(epoch: float, now: float) -> str:
 # ---- login / errors ------------------------------------------------------------------------------
 
 
-def login_page(*, nonce: str, error: str | None = None) -> str:
+def login_page(*, nonce: str, error: str | None = None, next_path: str | None = None) -> str:
     problem = f'<div class="flash flash-error" role="alert" id="login-error">{esc(error)}</div>' if error else ""
+    then = f'<input type="hidden" name="next" value="{esc(next_path)}">' if next_path else ""
     described = ' aria-describedby="login-error"' if error else ""
     body = f"""<div class="login">
 <h1>Operator sign-in</h1>
@@ -322,7 +325,7 @@ Agent tokens do not open the dashboard.</p>
 <form method="post" action="{_url("login")}">
 <label for="token">Operator token</label>
 <input type="password" id="token" name="token" autocomplete="off" required spellcheck="false"{described}>
-<button type="submit" class="btn-primary">Sign in</button>
+{then}<button type="submit" class="btn-primary">Sign in</button>
 </form>
 </div>"""
     return _shell("Sign in", body, nonce=nonce, chrome=None)
@@ -701,3 +704,42 @@ def agent_page(
 <h2>Audit log</h2>
 {_audit_table(audit)}"""
     return _shell(f"Agent {row.name}", body, nonce=chrome.nonce, chrome=chrome)
+
+
+# ---- reveal to a human (policy reveal = "human") -------------------------------------------------------
+
+
+def reveal_confirm_page(
+    *, agent: str, card: CardResult | None, card_id: str, expires_at: float, action: str, chrome: Chrome
+) -> str:
+    """The step before the number: who asked, which card, and one button (the link works once)."""
+    last = f"ending {card.last_four}" if card is not None and card.last_four else esc(card_id)
+    label = f" ({esc(card.label)})" if card is not None and card.label else ""
+    body = f"""<h1>Show a card to you</h1>
+<p>Agent <strong>{esc(agent)}</strong> asks to show you card {esc(last)}{label}: its number, security code
+and expiry, for you to type into a checkout. The agent never sees them.</p>
+<p>This link works once and expires {_time(expires_at, chrome.now)}. The details are fetched from Interlace now,
+shown on the next page only, and audited with your name.</p>
+<form method="post" action="{esc(action)}">
+<input type="hidden" name="csrf" value="{esc(chrome.csrf)}">
+<button type="submit" class="btn-primary">Show the card details</button>
+</form>"""
+    return _shell("Show a card", body, nonce=chrome.nonce, chrome=chrome)
+
+
+def _groups(number: str) -> str:
+    return " ".join(number[i : i + 4] for i in range(0, len(number), 4))
+
+
+def reveal_page(*, agent: str, last_four: str | None, number: str, cvv: str, expiry: str | None, chrome: Chrome) -> str:
+    """The card's details, once (the response is never cached; the link is used up)."""
+    body = f"""<h1>Card details</h1>
+<p>For agent <strong>{esc(agent)}</strong>'s card ending {esc(last_four or "----")}. Shown once: this link is used
+up, and reloading will not show them again. Close this page when you are done.</p>
+<table><tbody>
+<tr><th scope="row">Card number</th><td class="mono">{esc(_groups(number))}</td></tr>
+<tr><th scope="row">Security code (CVV)</th><td class="mono">{esc(cvv)}</td></tr>
+<tr><th scope="row">Expiry</th><td class="mono">{esc(expiry or "-")}</td></tr>
+</tbody></table>
+<p><a href="{BASE}">Back to the overview</a></p>"""
+    return _shell("Card details", body, nonce=chrome.nonce, chrome=chrome)

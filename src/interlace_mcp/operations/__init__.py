@@ -4,7 +4,16 @@ No MCP import: the tools layer adapts these to the protocol; the app layer (reco
 same objects. Each operation's spec is the only place its name is written.
 """
 
-from interlace_mcp.operations._base import Deps, Execution, Expected, Lookup, Operation, OperationSpec, Outcome
+from interlace_mcp.operations._base import (
+    CardTerms,
+    Deps,
+    Execution,
+    Expected,
+    Lookup,
+    Operation,
+    OperationSpec,
+    Outcome,
+)
 from interlace_mcp.operations._card_ops import CardTransfer, CloseCard, IssueCard
 from interlace_mcp.operations._cards import (
     TRANSACTION_TYPES,
@@ -12,6 +21,8 @@ from interlace_mcp.operations._cards import (
     card_after_movement,
     card_result,
     check_currency,
+    closed_card_result,
+    decline_words,
     fetch_card,
     transaction_info,
 )
@@ -35,6 +46,7 @@ from interlace_mcp.operations._results import (
     RequestStatus,
     SpendStatus,
     SpendWindow,
+    ThreeDSCode,
     TransactionInfo,
     TransactionList,
     WalletInfo,
@@ -54,6 +66,7 @@ __all__ = [
     "CardLimit",
     "CardList",
     "CardResult",
+    "CardTerms",
     "CardTransfer",
     "CloseCard",
     "CreateTransfer",
@@ -79,6 +92,7 @@ __all__ = [
     "RequestStatus",
     "SpendStatus",
     "SpendWindow",
+    "ThreeDSCode",
     "TransactionInfo",
     "TransactionList",
     "WalletInfo",
@@ -87,6 +101,8 @@ __all__ = [
     "card_result",
     "check_currency",
     "clean_text",
+    "closed_card_result",
+    "decline_words",
     "fetch_card",
     "looks_like_card_number",
     "not_found",

@@ -33,7 +33,7 @@ from interlace_mcp.policy import (
     per_transaction_violation,
 )
 
-__all__ = ["Deps", "Execution", "Expected", "Lookup", "Operation", "OperationSpec", "Outcome"]
+__all__ = ["CardTerms", "Deps", "Execution", "Expected", "Lookup", "Operation", "OperationSpec", "Outcome"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,16 @@ class Deps:
     actor: str | None = None
 
 
+@dataclass(frozen=True)
+class CardTerms:
+    """What the server itself does with a new card: close it after its first settled purchase
+    (``single_use``) or at ``expires_at`` (epoch seconds); and its last four digits, to show it once closed."""
+
+    single_use: bool = False
+    expires_at: float | None = None
+    last_four: str | None = None
+
+
 @dataclass
 class Outcome:
     """What an operation did upstream, and what the ledger must note with the commit."""
@@ -103,6 +113,8 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)
     #: A card the operation created: registered to the agent in the commit's transaction.
     new_card: tuple[str, str | None] | None = None
+    #: The new card's terms (single-use, expiry, last four), stored with its registration.
+    card_terms: CardTerms | None = None
     #: A card the operation deleted: marked deleted in the commit's transaction.
     deleted_card: str | None = None
     #: Progress to store with the result (how far each step got).

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, ClassVar, Literal, Self
 
 from interlace_mcp.client import Card, InterlaceError, NotFoundError
 from interlace_mcp.money import format_amount
-from interlace_mcp.operations._base import Deps, Execution, Expected, Lookup, Operation, OperationSpec, Outcome
+from interlace_mcp.operations._base import (
+    CardTerms,
+    Deps,
+    Execution,
+    Expected,
+    Lookup,
+    Operation,
+    OperationSpec,
+    Outcome,
+)
 from interlace_mcp.operations._cards import card_after_movement, card_result, fetch_card
 from interlace_mcp.operations._results import CardResult
-from interlace_mcp.policy import CardRecord, Refusal, RequestRecord
+from interlace_mcp.policy import AgentPolicy, CardRecord, Payee, Refusal, RequestRecord, Violation, epoch_to_iso
 
 __all__ = ["CardTransfer", "CloseCard", "IssueCard"]
 
@@ -32,9 +42,21 @@ async def _card_transaction(ex: Execution, card_id: str, key: str) -> str | None
     return None
 
 
+def _four(card: Card) -> str | None:
+    last = card.card_last_four
+    return last if last is not None and len(last) == 4 and last.isdigit() else None
+
+
+def _created_at(card: Card) -> float | None:
+    """The card's ``createTime`` (ms string) in epoch seconds, if it is one."""
+    raw = card.create_time
+    return int(raw) / 1000.0 if raw is not None and raw.isdigit() else None
+
+
 @dataclass
 class IssueCard(Operation):
-    """A virtual prepaid card for the agent, loaded with ``amount`` (create by referenceId, then velocity)."""
+    """A virtual prepaid card for the agent, loaded with ``amount`` (create by referenceId, then velocity and
+    merchant-category controls). ``single_use`` / ``expires_in_minutes``: the server closes it by itself."""
 
     SPEC: ClassVar[OperationSpec] = OperationSpec("issue_card", steps=("create", "velocity"), issues_card=True)
 
@@ -42,6 +64,8 @@ class IssueCard(Operation):
     request_id: str
     currency: str = "USD"
     label: str | None = None
+    single_use: bool = False
+    expires_in_minutes: int | None = None
     card_id: str | None = field(default=None, init=False, repr=False)
     record: CardRecord | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -54,23 +78,73 @@ class IssueCard(Operation):
         return self.value
 
     def arguments(self) -> dict[str, Any]:
-        return {"amount": format_amount(self.value), "currency": self.currency, "label": self.label}
+        args: dict[str, Any] = {"amount": format_amount(self.value), "currency": self.currency, "label": self.label}
+        # Only when asked for: requests stored before these arguments existed keep their hash.
+        if self.single_use:
+            args["single_use"] = True
+        if self.expires_in_minutes is not None:
+            args["expires_in_minutes"] = self.expires_in_minutes
+        return args
 
     def summary(self) -> str:
-        return f"issue a card loaded with {format_amount(self.value)} {self.currency}"
+        kind = "single-use card" if self.single_use else "card"
+        lasting = f" that closes after {self.expires_in_minutes} min" if self.expires_in_minutes is not None else ""
+        return f"issue a {kind}{lasting} loaded with {format_amount(self.value)} {self.currency}"
+
+    def terms(self, policy: AgentPolicy) -> tuple[bool, int | None]:
+        """(single-use, lifetime in minutes) as policy makes them: ``single_use_cards`` forces single-use;
+        ``card_max_ttl_minutes`` caps the lifetime, and is the lifetime of a card asked for without one."""
+        minutes = self.expires_in_minutes
+        cap = policy.card_max_ttl_minutes
+        if cap is not None:
+            minutes = cap if minutes is None else min(minutes, cap)
+        return self.single_use or policy.single_use_cards, minutes
+
+    def violations(self, policy: AgentPolicy, payees: Mapping[str, Payee]) -> list[Violation]:
+        found = super().violations(policy, payees)
+        cap, asked = policy.card_max_ttl_minutes, self.expires_in_minutes
+        if cap is not None and asked is not None and asked > cap:
+            found.append(
+                Violation(
+                    "card_max_ttl_minutes",
+                    f"cards of agent {policy.agent!r} may live at most {cap} minutes (card_max_ttl_minutes):"
+                    f" {asked} requested; ask for {cap} or fewer, or leave out expires_in_minutes to get {cap}",
+                    {"limit": cap, "requested": asked},
+                )
+            )
+        return found
 
     @classmethod
     def from_record(cls, record: RequestRecord) -> Self:
         args = record.args
         value = Decimal(str(args["amount"])) if "amount" in args else record.amount
-        return cls(value, record.key.request_id, record.currency, args.get("label"))
+        minutes = args.get("expires_in_minutes")
+        return cls(
+            value,
+            record.key.request_id,
+            record.currency,
+            args.get("label"),
+            single_use=bool(args.get("single_use", False)),
+            expires_in_minutes=int(minutes) if minutes is not None else None,
+        )
+
+    def _card_terms(self, policy: AgentPolicy, card: Card, issued_at: float) -> CardTerms:
+        single_use, minutes = self.terms(policy)
+        expires_at = issued_at + minutes * 60 if minutes is not None else None
+        return CardTerms(single_use=single_use, expires_at=expires_at, last_four=_four(card))
 
     async def find(self, ex: Execution) -> Lookup:
         found = await ex.client.list_cards(reference_id=ex.step_key("create"))
         if not found.items:
             return Lookup.absent()
         card = found.items[0]
-        outcome = Outcome(amount=self.value, transaction_id=card.id, new_card=(card.id, card.label or self.label))
+        issued_at = _created_at(card) or ex.record.updated_at
+        outcome = Outcome(
+            amount=self.value,
+            transaction_id=card.id,
+            new_card=(card.id, card.label or self.label),
+            card_terms=self._card_terms(ex.policy, card, issued_at),
+        )
         return Lookup("done", outcome, {"card": card})
 
     async def send(self, ex: Execution, found: Lookup | None) -> Outcome:
@@ -112,6 +186,18 @@ class IssueCard(Operation):
                     f"card spend limit ({limit.window} {format_amount(limit.amount)}) not set at Interlace:"
                     f" {exc.message}"
                 )
+        allow, block = ex.policy.mcc_allow, ex.policy.mcc_block
+        if allow or block:
+            try:
+                # Converges (reads the card's rules, adds what is missing): safe to repeat on a retry.
+                await ex.client.set_card_mcc_controls(card.id, allow=list(allow), block=list(block))
+            except InterlaceError as exc:
+                logger.warning("merchant-category controls on card %s not set: %s", card.id, exc)
+                warnings.append(
+                    f"merchant categories (mcc_allow / mcc_block) not set at Interlace: {exc.message}; this server"
+                    " still freezes the card after an authorization in another category"
+                )
+        terms = self._card_terms(ex.policy, card, ex.deps.store.now())
         ex.deps.cards.put(card)
         issued: CardResult | None
         if created_now:
@@ -123,13 +209,23 @@ class IssueCard(Operation):
             issued = await card_after_movement(
                 ex.client, ex.deps.cards, card.id, None, warnings, sandbox=ex.deps.sandbox
             )
+        if issued is not None:
+            issued = issued.model_copy(
+                update={"single_use": terms.single_use, "expires_at": epoch_to_iso(terms.expires_at)}
+            )
+        message = f"issued card ending {card.card_last_four} with {format_amount(self.value)} {self.currency}"
+        if terms.single_use:
+            message += "; single-use: the server closes it and returns what is left after its first settled purchase"
+        if terms.expires_at is not None:
+            message += f"; it closes at {epoch_to_iso(terms.expires_at)} with what is left returned"
         return Outcome(
             amount=self.value,
             transaction_id=card.id,
             card=issued,
-            message=f"issued card ending {card.card_last_four} with {format_amount(self.value)} {self.currency}",
+            message=message,
             warnings=warnings,
             new_card=(card.id, self.label),
+            card_terms=terms,
             progress={"card_id": card.id, "velocity_set": velocity_set},
         )
 

@@ -23,12 +23,13 @@ from interlace_mcp.client import (
     InterlaceError,
     NotFoundError,
     TransactionLimit,
+    describe_decline,
 )
 from interlace_mcp.money import format_amount
 from interlace_mcp.operations._refusals import not_found
 from interlace_mcp.operations._results import CardLimit, CardResult, TransactionInfo
 from interlace_mcp.operations._sanitize import clean_text
-from interlace_mcp.policy import CardRecord, Refusal
+from interlace_mcp.policy import CardRecord, Refusal, cards, epoch_to_iso
 
 __all__ = [
     "TRANSACTION_TYPES",
@@ -36,6 +37,8 @@ __all__ = [
     "card_after_movement",
     "card_result",
     "check_currency",
+    "closed_card_result",
+    "decline_words",
     "fetch_card",
     "transaction_info",
 ]
@@ -127,6 +130,35 @@ def card_result(
         card_number=number,
         cvv=cvv,
         sandbox=sandbox,
+        **_terms(record, closed=False),
+    )
+
+
+def _terms(record: CardRecord | None, *, closed: bool) -> dict[str, Any]:
+    """What the server does with the card by itself (single-use, expiry) and why it closed it, if it did."""
+    if record is None:
+        return {}
+    reason = cards.CLOSE_REASONS.get(record.closed_reason or "", record.closed_reason)
+    return {
+        "single_use": record.single_use,
+        "expires_at": epoch_to_iso(record.expires_at),
+        "closed_reason": reason if closed else None,
+    }
+
+
+def closed_card_result(record: CardRecord, *, sandbox: bool) -> CardResult:
+    """A card Interlace no longer shows (closed, or being closed by the server): what the ledger knows of it,
+    DELETED with nothing left on it."""
+    return CardResult(
+        card_id=record.card_id,
+        card_status="DELETED",
+        last_four=record.last_four,
+        balance="0.00",
+        currency="USD",
+        label=clean_text(record.label, 50) or None,
+        frozen_by=record.frozen_by,
+        sandbox=sandbox,
+        **_terms(record, closed=True),
     )
 
 
@@ -200,14 +232,29 @@ async def card_after_movement(
     return card_result(card, sandbox=sandbox, summary=summary, record=record)
 
 
+def decline_words(txn: CardTransaction) -> tuple[str | None, str | None]:
+    """(code, reason) of a declined transaction: Interlace's code and plain words an agent can act on
+    (fraud-related codes only ever read "declined by the issuer's risk checks"); (None, None) otherwise."""
+    if txn.status != "FAIL":
+        return None, None
+    code = clean_text(txn.decline_code, 16) or None
+    described = describe_decline(code)
+    if described is not None:
+        return code, described.reason
+    # No code Interlace's reference names: its own description, else a generic sentence.
+    return None, clean_text(txn.remark) or "declined by the card issuer"
+
+
 def transaction_info(txn: CardTransaction) -> TransactionInfo:
     declined = txn.status == "FAIL"
+    code, reason = decline_words(txn)
     return TransactionInfo(
         transaction_id=txn.id,
         type=TRANSACTION_TYPES.get(txn.type, f"type_{txn.type}"),
         status=txn.status or "UNKNOWN",
         approved=not declined,
-        decline_reason=clean_text(txn.remark) if declined else None,
+        decline_code=code,
+        decline_reason=reason,
         amount=format_amount(txn.amount),
         fee=format_amount(txn.fee) if txn.fee is not None else None,
         currency=txn.currency or "USD",

@@ -21,6 +21,7 @@ __all__ = [
     "RequestStatus",
     "SpendStatus",
     "SpendWindow",
+    "ThreeDSCode",
     "TransactionInfo",
     "TransactionList",
     "WalletInfo",
@@ -53,6 +54,22 @@ class CardResult(_Result):
     reveal_token: str | None = Field(
         default=None,
         description='reveal = "token": a one-time (5 min) token for Interlace\'s card widget; never the number',
+    )
+    single_use: bool = Field(
+        default=False, description="closed by the server (balance swept back) after its first settled purchase"
+    )
+    expires_at: str | None = Field(
+        default=None, description="ISO 8601 UTC: the server closes the card (balance swept back) at this time"
+    )
+    closed_reason: str | None = Field(
+        default=None, description="why the server closed the card by itself (single-use, expired); null otherwise"
+    )
+    reveal_url: str | None = Field(
+        default=None,
+        description=(
+            'reveal = "human": a one-time dashboard link (5 min) that shows the card to a signed-in human; '
+            "open it for your user, never the number in this conversation"
+        ),
     )
 
 
@@ -92,7 +109,8 @@ class TransactionInfo(BaseModel):
     type: str = Field(description="authorization, transfer_in, transfer_out, fee, declined_fee, ...")
     status: str = Field(description="PENDING (authorized), CLOSED (settled/final) or FAIL (declined)")
     approved: bool
-    decline_reason: str | None = None
+    decline_code: str | None = Field(default=None, description="the card issuer's code of a decline (Interlace's)")
+    decline_reason: str | None = Field(default=None, description="why it was declined, in words you can act on")
     amount: str
     fee: str | None = None
     currency: str
@@ -191,6 +209,16 @@ class SpendStatus(_Result):
     approval_above: str | None
     funding: FundingWindow = Field(description="today's funding from CryptoConnect wallets (not spend)")
     pending_approvals: list[PendingApproval]
+    mcc_allow: list[str] = Field(
+        default_factory=list, description="merchant categories this agent's cards may buy from (empty: any not blocked)"
+    )
+    mcc_block: list[str] = Field(
+        default_factory=list, description="merchant categories this agent's cards may not buy from"
+    )
+    single_use_cards: bool = Field(default=False, description="every new card of this agent is single-use")
+    card_max_ttl_minutes: int | None = Field(
+        default=None, description="the longest a new card may live (minutes); null = no limit"
+    )
     merchant_activity: MerchantActivity = Field(
         description="what the agent's cards did at merchants in the last 24 h, as Interlace notified (HTTP deployments)"
     )
@@ -217,3 +245,15 @@ class PurchaseResult(_Result):
     merchant: str | None
     transaction_id: str
     card_balance: str | None
+    decline_code: str | None = Field(default=None, description="the card issuer's code of a decline (Interlace's)")
+    mcc: str | None = None
+    status: str | None = Field(default=None, description="PENDING (authorized, settles later), CLOSED or FAIL")
+
+
+class ThreeDSCode(_Result):
+    card_id: str
+    code: str = Field(description="the one-time 3-D Secure code: type it only into the checkout of this purchase")
+    merchant: str | None = Field(default=None, description="untrusted text from the merchant, as notified")
+    amount: str | None = None
+    currency: str | None = None
+    expires_at: str = Field(description="ISO 8601 UTC: the code is useless after this")

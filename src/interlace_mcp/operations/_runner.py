@@ -76,10 +76,13 @@ async def run_money(
     dry_run: bool = False,
     force_approval: bool = False,
     known: bool = False,
+    kill_switch: bool = True,
 ) -> MoneyMovement:
     """Run one money call. ``stateless``: the rules the caller found broken (kill switch, per-transaction,
     payee); ``force_approval``: the confirmation band applies but the client could not be asked;
-    ``known``: the request existed when the caller looked (a new one is planned before it is reserved)."""
+    ``known``: the request existed when the caller looked (a new one is planned before it is reserved);
+    ``kill_switch=False``: the server's own call that only returns money (closing a purpose-bound card),
+    which an agent's kill switch does not stop."""
     spec = op.spec
     key = RequestKey(deps.scope, agent, spec.name, op.request_id)
     needs_approval = spec.needs_consent and (
@@ -97,7 +100,9 @@ async def run_money(
             except InterlaceError as exc:
                 raise refusal_from_upstream(exc, what=op.summary()) from None
         try:
-            begun = await deps.store.write(_reserve, deps, key, agent, policy, op, stateless, needs_approval, progress)
+            begun = await deps.store.write(
+                _reserve, deps, key, agent, policy, op, stateless, needs_approval, progress, kill_switch
+            )
         except AuditWriteError:
             # Fail closed: no audit record, no money movement (the reservation was rolled back with it).
             raise _audit_unavailable() from None
@@ -124,6 +129,7 @@ def _reserve(
     stateless: list[Violation],
     needs_approval: bool,
     progress: dict[str, Any] | None,
+    kill_switch: bool = True,
 ) -> BeginResult:
     """Write transaction 1: record, rules, reservation, keys, lease -- and the decision, when executing."""
     spec = op.spec
@@ -144,7 +150,7 @@ def _reserve(
         card_id=op.card_id,
         args=op.arguments(),
         lease=deps.lease,
-        kill_switch=True,
+        kill_switch=kill_switch,
         fund=op.fund,
     )
     if begun.started:
@@ -309,6 +315,11 @@ def _complete(
     if outcome.new_card is not None:
         card_id, label = outcome.new_card
         cards.register_card(tx, key.scope, key.agent, card_id, label=label, request_id=key.request_id)
+        if (terms := outcome.card_terms) is not None:
+            cards.set_card_terms(
+                tx, key.scope, card_id, single_use=terms.single_use, expires_at=terms.expires_at,
+                last_four=terms.last_four,
+            )  # fmt: skip
     if outcome.deleted_card is not None:
         cards.mark_card_deleted(tx, key.scope, outcome.deleted_card)
     requests.complete(

@@ -2,7 +2,8 @@
 
 The ledger's jobs are plain functions over a transaction (writes) or a reader (reads), grouped by what
 they touch -- :mod:`requests`, :mod:`approvals`, :mod:`cards`, :mod:`tokens`, :mod:`activity`,
-:mod:`reports` -- and run by a :class:`Store` (async, group commit) or by the synchronous :class:`Ledger`.
+:mod:`reports`, :mod:`three_ds`, :mod:`reveals` -- and run by a :class:`Store` (async, group commit) or
+by the synchronous :class:`Ledger`.
 """
 
 from interlace_mcp.policy import _activity as activity
@@ -11,6 +12,8 @@ from interlace_mcp.policy import _cards as cards
 from interlace_mcp.policy import _funding as funding
 from interlace_mcp.policy import _reports as reports
 from interlace_mcp.policy import _requests as requests
+from interlace_mcp.policy import _reveals as reveals
+from interlace_mcp.policy import _three_ds as three_ds
 from interlace_mcp.policy import _tokens as tokens
 from interlace_mcp.policy._db import (
     Cursor,
@@ -108,6 +111,8 @@ __all__ = [
     "refusal_text",
     "reports",
     "requests",
+    "reveals",
+    "three_ds",
     "token_digest",
     "tokens",
     "tool_violation",

@@ -96,8 +96,9 @@ class AgentPolicy:
     #: Daily limit on funding the Infinity account from CryptoConnect wallets (fund_account; not spend).
     #: 0.00 by default: funding is refused until an operator grants it.
     fund_daily: Decimal | None = Decimal("0.00")
-    #: get_card reveal=true: False (refused), True (number + CVV: PCI DSS L1 setups only), or "token"
-    #: (a one-time Interlace private-info token for its card widget, never the number).
+    #: get_card reveal=true: False (refused), True (number + CVV: PCI DSS L1 setups only), "token"
+    #: (a one-time Interlace private-info token for its card widget, never the number), or "human" (a
+    #: one-time dashboard link that shows the number to a signed-in operator, never to the model).
     reveal: bool | str = False
     transfer_payees: tuple[str, ...] = ()
     tools: tuple[str, ...] = ("*",)
@@ -106,6 +107,15 @@ class AgentPolicy:
     cardholder_id: str | None = None
     bin_id: str | None = None
     token_sha256: str | None = None
+    #: Every card of this agent is single-use (closed, balance swept back, after its first settled purchase).
+    single_use_cards: bool = False
+    #: The longest a card of this agent may live (minutes): caps issue_card's expires_in_minutes, and is the
+    #: expiry of a card issued without one. None: no limit.
+    card_max_ttl_minutes: int | None = None
+    #: Merchant categories (4-digit MCCs): pushed to each new card as Interlace spend controls, and enforced
+    #: by the server (an authorization elsewhere freezes the card). Empty allow list: every category not blocked.
+    mcc_allow: tuple[str, ...] = ()
+    mcc_block: tuple[str, ...] = ()
 
     @property
     def zone(self) -> ZoneInfo:
@@ -145,7 +155,19 @@ class AgentPolicy:
             "cardholder_id": self.cardholder_id,
             "bin_id": self.bin_id,
             "token_sha256": (self.token_sha256[:8] + "...") if self.token_sha256 else None,
+            "single_use_cards": self.single_use_cards,
+            "card_max_ttl_minutes": "none" if self.card_max_ttl_minutes is None else self.card_max_ttl_minutes,
+            "mcc_allow": list(self.mcc_allow),
+            "mcc_block": list(self.mcc_block),
         }
+
+    def mcc_allowed(self, mcc: str | None) -> bool:
+        """Whether an authorization at merchant category ``mcc`` is allowed (without a category: only when there is
+        no allow list, as Interlace's whitelist declines it too)."""
+        code = (mcc or "").strip()
+        if code and code in self.mcc_block:
+            return False
+        return not self.mcc_allow or code in self.mcc_allow
 
 
 #: The built-in policy (no file): DESIGN section 7.
@@ -274,7 +296,14 @@ _COMMON_KEYS = {
     "card_spend_limit",
     "cardholder_id",
     "bin_id",
+    "single_use_cards",
+    "card_max_ttl_minutes",
+    "mcc_allow",
+    "mcc_block",
 }
+#: The longest card_max_ttl_minutes (a year): a card that should live longer needs no expiry at all.
+MAX_TTL_MINUTES = 525_600
+_MCC = re.compile(r"[0-9]{4}", re.ASCII)
 _AGENT_ONLY_KEYS = {"token_sha256"}
 
 
@@ -300,9 +329,22 @@ def _apply(
             else:
                 raise PolicyError(source, path, 'must be a whole number 0-1000 or "none"')
         elif key == "reveal":
-            if not isinstance(value, bool) and value != "token":
-                raise PolicyError(source, path, 'must be true, false or "token"')
+            if not isinstance(value, bool) and value not in ("token", "human"):
+                raise PolicyError(source, path, 'must be true, false, "token" or "human"')
             changes[key] = value
+        elif key == "single_use_cards":
+            if not isinstance(value, bool):
+                raise PolicyError(source, path, "must be true or false")
+            changes[key] = value
+        elif key == "card_max_ttl_minutes":
+            if value == "none":
+                changes[key] = None
+            elif isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_TTL_MINUTES:
+                changes[key] = value
+            else:
+                raise PolicyError(source, path, f'must be a whole number of minutes 1-{MAX_TTL_MINUTES} or "none"')
+        elif key in ("mcc_allow", "mcc_block"):
+            changes[key] = _mcc_list(value, source, path)
         elif key in ("transfer_payees", "tools"):
             changes[key] = _str_list(value, source, path)
         elif key == "timezone":
@@ -329,6 +371,10 @@ def _check_consistency(policy: AgentPolicy, source: str, where: str) -> None:
         and policy.confirm_above >= policy.approval_above
     ):
         raise PolicyError(source, f"{where}.confirm_above", "must be below approval_above (the middle band)")
+    both = sorted(set(policy.mcc_allow) & set(policy.mcc_block))
+    if both:
+        reason = f"{', '.join(both)} also in mcc_allow (a category is allowed or blocked, not both)"
+        raise PolicyError(source, f"{where}.mcc_block", reason)
 
 
 def _limit(value: Any, source: str, path: str) -> Decimal | None:
@@ -364,6 +410,18 @@ def _str_list(value: Any, source: str, path: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
         raise PolicyError(source, path, "must be a list of non-empty strings")
     return tuple(value)
+
+
+def _mcc_list(value: Any, source: str, path: str) -> tuple[str, ...]:
+    """4-digit merchant category codes as strings (``["5734", "5045"]``), at most 100, sorted, no repeats."""
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise PolicyError(source, path, 'must be a list of 4-digit merchant category codes as strings, e.g. ["5734"]')
+    bad = [item for item in value if not _MCC.fullmatch(item)]
+    if bad:
+        raise PolicyError(source, path, f"{bad[0]!r} is not a 4-digit merchant category code (MCC)")
+    if len(value) > 100:
+        raise PolicyError(source, path, "at most 100 merchant categories")
+    return tuple(sorted(set(value)))
 
 
 def _timezone(value: Any, source: str, path: str) -> str:

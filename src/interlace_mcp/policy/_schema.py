@@ -143,4 +143,41 @@ MIGRATIONS: list[Migration] = [
     [
         "ALTER TABLE spend_entries ADD COLUMN kind TEXT NOT NULL DEFAULT 'spend'",
     ],
+    # 4: purpose-bound cards (single-use, expiry, why the server closed one, the last four
+    # digits to show it after), 3-D Secure codes as notified (the signed resource, whole), one-time reveal
+    # links for a human, and the server's own enforcement actions (one per transaction and action).
+    [
+        "ALTER TABLE cards ADD COLUMN single_use INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE cards ADD COLUMN expires_at REAL",
+        "ALTER TABLE cards ADD COLUMN last_four TEXT",
+        "ALTER TABLE cards ADD COLUMN closed_reason TEXT",
+        "CREATE INDEX IF NOT EXISTS cards_open ON cards (scope, deleted_at, expires_at)",
+        """CREATE TABLE IF NOT EXISTS three_ds_codes (
+            id TEXT PRIMARY KEY,
+            scope TEXT NOT NULL,
+            card_id TEXT NOT NULL,
+            resource_json TEXT NOT NULL,
+            received_at REAL NOT NULL,
+            expires_at REAL NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS three_ds_codes_by_card ON three_ds_codes (scope, card_id, received_at)",
+        """CREATE TABLE IF NOT EXISTS reveal_links (
+            token_sha256 TEXT PRIMARY KEY,
+            scope TEXT NOT NULL,
+            agent TEXT NOT NULL,
+            card_id TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            used_at REAL,
+            used_by TEXT
+        )""",
+        """CREATE TABLE IF NOT EXISTS card_enforcement (
+            scope TEXT NOT NULL,
+            transaction_id TEXT NOT NULL,
+            action TEXT NOT NULL,
+            card_id TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (scope, transaction_id, action)
+        )""",
+    ],
 ]

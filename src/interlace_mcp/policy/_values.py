@@ -195,6 +195,18 @@ class CardRecord:
     frozen_by: str | None
     created_at: float
     deleted_at: float | None
+    #: Closed by the server after its first settled purchase.
+    single_use: bool = False
+    #: Closed by the server at this time (epoch seconds), if set.
+    expires_at: float | None = None
+    last_four: str | None = None
+    #: Why the server closed it (or is closing it): ``single_use`` or ``expired``; None otherwise.
+    closed_reason: str | None = None
+
+    @property
+    def purpose_bound(self) -> bool:
+        """The server closes it by itself (single-use, or an expiry)."""
+        return self.single_use or self.expires_at is not None
 
 
 @dataclass(frozen=True)

@@ -325,16 +325,26 @@ def _h_transfer_out(ctx: _Ctx) -> Any:
     return _card_transfer(ctx, "out")
 
 
+def _set_status(ctx: _Ctx, status: str) -> Any:
+    """Freeze / unfreeze; a change is announced with ``CARD.UPDATED`` (Interlace's event; the card as resource)."""
+    before = ctx.state.get_card(ctx.account_id, ctx.params["cardId"]).status
+    view = ctx.state.card_view(ctx.state.set_card_status(ctx.account_id, ctx.params["cardId"], status))
+    if before != status:
+        ctx.state.emit("CARD.UPDATED", view)
+    return view
+
+
 def _h_freeze(ctx: _Ctx) -> Any:
-    return ctx.state.card_view(ctx.state.set_card_status(ctx.account_id, ctx.params["cardId"], "FROZEN"))
+    return _set_status(ctx, "FROZEN")
 
 
 def _h_unfreeze(ctx: _Ctx) -> Any:
-    return ctx.state.card_view(ctx.state.set_card_status(ctx.account_id, ctx.params["cardId"], "ACTIVE"))
+    return _set_status(ctx, "ACTIVE")
 
 
 def _h_delete_card(ctx: _Ctx) -> Any:
     card = ctx.state.delete_card(ctx.account_id, ctx.params["cardId"])
+    ctx.state.emit("CARD.DELETED", {**ctx.state.card_view(card), "status": "DELETED"})
     return {"id": card.id, "status": "DELETED"}
 
 

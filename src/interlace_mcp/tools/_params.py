@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, PlainValidator, StrictBool, WithJsonSchema
+from pydantic import AfterValidator, Field, PlainValidator, StrictBool, StrictInt, WithJsonSchema
 
 from interlace_mcp.money import AMOUNT_PATTERN, AmountError, parse_amount
 from interlace_mcp.operations import CARD_NUMBER_RULE, looks_like_card_number
@@ -17,7 +17,9 @@ __all__ = [
     "Chain",
     "Currency",
     "DryRun",
+    "ExpiresInMinutes",
     "Label",
+    "Mcc",
     "Memo",
     "Merchant",
     "Page",
@@ -25,7 +27,9 @@ __all__ = [
     "PayeeName",
     "RequestId",
     "Reveal",
+    "SingleUse",
     "Stablecoin",
+    "ThreeDS",
 ]
 
 
@@ -78,7 +82,43 @@ DryRun = Annotated[
 ]
 Reveal = Annotated[
     StrictBool,
-    Field(description="true: include the full card number and CVV, only if this agent's policy allows reveal"),
+    Field(
+        description=(
+            "true: card details as this agent's policy allows: the number and CVV, a widget token, or a one-time"
+            " link that shows the card to a human (never to you)"
+        )
+    ),
+]
+SingleUse = Annotated[
+    StrictBool,
+    Field(
+        description=(
+            "true: a card for one purchase: once that purchase settles the server closes it and returns what is"
+            " left to the Infinity account (policy single_use_cards may force it)"
+        )
+    ),
+]
+ExpiresInMinutes = Annotated[
+    StrictInt,
+    Field(
+        ge=1,
+        le=525_600,
+        description=(
+            "Minutes until the server closes the card and returns what is left (policy card_max_ttl_minutes caps"
+            " it, and sets it when left out)"
+        ),
+    ),
+]
+Mcc = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9]{4}$",
+        description='The merchant category code (MCC, 4 digits) of the simulated merchant, e.g. "5734" (software)',
+    ),
+]
+ThreeDS = Annotated[
+    StrictBool,
+    Field(description="true: the merchant asks for 3-D Secure: a one-time code arrives first (get_3ds_code)"),
 ]
 
 

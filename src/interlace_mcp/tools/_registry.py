@@ -96,6 +96,11 @@ SPECS: tuple[ToolSpec, ...] = (
              _ann(read_only=True, destructive=False, idempotent=True, open_world=False)),
     ToolSpec("get_spend_status", "spend", "Spend status", spend.get_spend_status,
              _ann(read_only=True, destructive=False, idempotent=True, open_world=False)),
+    # Hands out a secret that authorizes a payment: not read-only, so a --read-only server never offers it and
+    # clients that confirm side-effecting tools ask their user first. It changes nothing (idempotent) and reads
+    # only what Interlace already notified (closed world).
+    ToolSpec("get_3ds_code", "cards", "Get a 3-D Secure code", cards.get_3ds_code,
+             _ann(read_only=False, destructive=False, idempotent=True, open_world=False)),
     # Reads the wallet's address (creates one where Interlace allows: no money moves).
     ToolSpec("get_deposit_address", "funding", "Stablecoin deposit address", funding.get_deposit_address,
              _ann(read_only=True, destructive=False, idempotent=True, open_world=True)),

@@ -51,7 +51,11 @@ def _spend(rx: Reader, scope: str, agent: str, policy: AgentPolicy) -> _Spend:
 
 
 async def get_spend_status(caller: Annotated[Caller, Resolve(resolve_caller)]) -> SpendStatus:
-    """Show this agent's spend limits: per window the limit, spent, reserved, remaining and reset time."""
+    """Show this agent's spend limits: per window the limit, spent, reserved, remaining and reset time.
+
+    Also what its cards may buy: the merchant categories allowed (mcc_allow) and blocked (mcc_block), and
+    whether new cards are single-use or expire (single_use_cards, card_max_ttl_minutes).
+    """
     rt, agent, policy = caller.runtime, caller.agent, caller.policy
     if await rt.store.read(approvals.any_due):
         await rt.store.write(approvals.expire_due)
@@ -80,6 +84,10 @@ async def get_spend_status(caller: Annotated[Caller, Resolve(resolve_caller)]) -
             )
             for a in open_approvals
         ],
+        mcc_allow=list(policy.mcc_allow),
+        mcc_block=list(policy.mcc_block),
+        single_use_cards=policy.single_use_cards,
+        card_max_ttl_minutes=policy.card_max_ttl_minutes,
         merchant_activity=MerchantActivity(
             authorized=format_amount(authorized),
             approved=seen.activity["approved"],
