@@ -18,7 +18,7 @@ import pytest
 from mcp.server import MCPServer
 from starlette.applications import Starlette
 
-from helpers import Clock, ServerFactory, runtime, write_policy
+from helpers import AgentView, Clock, ServerFactory, runtime, write_policy
 from interlace_mcp.app import Runtime
 from interlace_mcp.config import Settings
 from interlace_mcp.policy import Database, Ledger, redact_url
@@ -49,6 +49,44 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
+
+
+# ---- what agents receive ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def agent_view() -> Iterator[AgentView]:
+    """Spy (pass-through) on the SDK client's session for the whole run; fail at the end on any leak."""
+    from mcp.client.session import ClientSession
+
+    view = AgentView()
+    call_tool = ClientSession.call_tool
+    dispatch = ClientSession.dispatch_input_request
+
+    async def seen_call_tool(self: ClientSession, *args: Any, **kwargs: Any) -> Any:
+        callback = kwargs.get("progress_callback")
+        if callback is not None:
+
+            async def progress(done: float, total: float | None, message: str | None) -> None:
+                view.look("progress", message or "")
+                await callback(done, total, message)
+
+            kwargs["progress_callback"] = progress
+        result = await call_tool(self, *args, **kwargs)
+        view.look("tool result", result.model_dump(mode="json") if hasattr(result, "model_dump") else result)
+        return result
+
+    async def seen_dispatch(self: ClientSession, ctx: Any, request: Any) -> Any:
+        view.look("input request", request.model_dump(mode="json"))
+        return await dispatch(self, ctx, request)
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(ClientSession, "call_tool", seen_call_tool)
+    patch.setattr(ClientSession, "dispatch_input_request", seen_dispatch)
+    yield view
+    patch.undo()
+    if view.leaks:
+        pytest.fail("an agent was handed an operator's keys:\n" + "\n".join(view.leaks[:20]))
 
 
 # ---- databases ------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -99,3 +100,22 @@ async def serving(app: Starlette) -> AsyncIterator[str]:
             yield f"http://127.0.0.1:{port}"
         finally:
             server.should_exit = True
+
+
+#: Nothing an agent's client receives may hand it an operator's keys (issue 10): no approval command, no
+#: operator token.
+FORBIDDEN_FOR_AGENTS = ("approvals approve", "approvals deny", "itl_op_")
+
+
+class AgentView:
+    """Everything the official client received in this test session -- tool results (every round), the
+    questions and URLs it was asked to show (both eras), progress messages -- scanned for operator keys."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, int] = {}
+        self.leaks: list[str] = []
+
+    def look(self, kind: str, payload: Any) -> None:
+        text = payload if isinstance(payload, str) else json.dumps(payload, default=str)
+        self.seen[kind] = self.seen.get(kind, 0) + 1
+        self.leaks += [f"{kind}: {text[:400]}" for bad in FORBIDDEN_FOR_AGENTS if bad in text]

@@ -72,6 +72,8 @@ ROWS = [
     Row("rate_limit_per_minute", "0", "whole number"),
     Row("approval_ttl_seconds", "-1", "seconds"),
     Row("approval_notify_url", "hooks.example.com", "http(s) URL"),
+    Row("approval_wait_seconds", "-1", "0 (never wait)"),
+    Row("approval_wait_seconds", "forever", "0 (never wait)"),
     Row("request_state_key", "short-key", "16 characters"),
     Row("log_level", "LOUD", "DEBUG, INFO"),
     Row("log_format", "xml", "text or json"),

@@ -39,11 +39,13 @@ from interlace_mcp.audit import AuditLog
 from interlace_mcp.client import STABLECOINS, CryptoWallet, InterlaceClient, InterlaceError
 from interlace_mcp.config import SECRET_SETTINGS, ConfigError, Settings, check_startup, load_settings, mask_url
 from interlace_mcp.money import AmountError, format_amount, format_exact_amount, parse_amount
-from interlace_mcp.operations import Refusal
+from interlace_mcp.operations import Refusal, clean_text, day_text, quoted_agent_text, what_text
 from interlace_mcp.policy import (
     AGENT_NAME_RULE,
+    Approval,
     PolicyError,
     cards,
+    day_figures,
     funding,
     is_agent_name,
     private_dir,
@@ -347,11 +349,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 # ---- serve ---------------------------------------------------------------------------------------
 
 
+def stdio_production_warning(*, serving: bool) -> str:
+    """One line on stderr when real money is (or may be) served over stdio (README "Deployments and trust")."""
+    where = "served over stdio" if serving else "if served over stdio"
+    return (
+        f"interlace-mcp: warning: production credentials (real money) {where}: the server runs as the OS user of"
+        " the client that starts it, so an agent with a shell under that user can read the database and act as"
+        " an operator with this same command; serve over HTTP under a separate user or host instead, agents"
+        " with bearer tokens (README: Deployments and trust)"
+    )
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.transport != "stdio":
         return _serve_http(args, settings)
     server = build_server(settings)
     upstream = server.interlace_runtime.upstream  # type: ignore[attr-defined]
+    if not upstream.sandbox:
+        print(stdio_production_warning(serving=True), file=sys.stderr)
     if upstream.embedded:
         print(
             "interlace-mcp: embedded sandbox: no real money (set INTERLACE_CLIENT_ID/SECRET for Interlace); "
@@ -547,6 +562,8 @@ async def _client(settings: Settings, *, discover: bool = False) -> AsyncIterato
 def _check(settings: Settings) -> int:
     runtime = build_runtime(settings)
     upstream = runtime.upstream
+    if not upstream.sandbox:
+        print(stdio_production_warning(serving=False), file=sys.stderr)
     policy = runtime.policies.current()
     print("settings:")
     for name, value in sorted(settings.model_dump().items()):
@@ -648,8 +665,10 @@ def _approvals(args: argparse.Namespace, settings: Settings) -> int:
         for a in items:
             print(
                 f"{a.id}  {a.status:<8} {a.agent:<16} {a.tool:<16} {format_amount(a.amount):>10} {a.currency}"
-                f"  expires {a.expires_at_iso}  {a.summary}"
+                f"  expires {a.expires_at_iso}"
             )
+            for line in _approval_lines(runtime, a):
+                print(f"    {line}")
         return 0
     approve = args.approvals_command == "approve"
     try:
@@ -661,7 +680,8 @@ def _approvals(args: argparse.Namespace, settings: Settings) -> int:
     print(
         f"{decided.id} {verb}: {decided.agent} {decided.tool} {format_amount(decided.amount)} {decided.currency}"
         + (
-            f"; the agent executes it by retrying request_id {decided.request_id!r} before {decided.expires_at_iso}"
+            f"; the agent's waiting call, or its retry of request_id {decided.request_id!r} before"
+            f" {decided.expires_at_iso}, executes it once"
             if approve
             else "; reservation released"
         )
@@ -710,6 +730,24 @@ async def _fund_async(args: argparse.Namespace, settings: Settings, amount: Deci
         f" {request_id} to learn the outcome ({moved.message})"
     )
     return 3
+
+
+def _approval_lines(runtime: Runtime, a: Approval) -> list[str]:
+    """What a human needs to decide, one fact a line; the agent's memo or label quoted and marked as its own."""
+    details = {**a.details, "tool": a.tool}
+    lines = [f"what: {what_text(details) if a.details else a.summary}"]
+    quoted = quoted_agent_text(a.details)
+    if quoted:
+        lines.append(quoted)
+    lines += [f"why: {why}" for why in a.reasons]
+    if a.status in ("pending", "approved"):
+        policy = runtime.policies.for_agent(a.agent)
+        day = runtime.store.read_sync(day_figures, a.scope, a.agent, policy, a.currency, runtime.store.now())
+        lines.append(f"agent's day now: {day_text(day, a.amount, included=True)}")
+    if a.decided_by:
+        lines.append(f"decided by {a.decided_by}" + (f": {clean_text(a.reason, 200)}" if a.reason else ""))
+    lines.append(f"request {a.request_id}")
+    return lines
 
 
 async def _spend(args: argparse.Namespace, settings: Settings) -> int:
@@ -803,6 +841,11 @@ async def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report.ok else 1
 
 
+def _record_operator_action(runtime: Runtime, **fields: Any) -> None:
+    """An operator's CLI action in the audit log, by the OS user who ran it (never the token itself)."""
+    runtime.store.write_sync(runtime.audit.append_in, actor=_operator(None), **fields)
+
+
 def _agent_name_refused(name: str) -> bool:
     """Print why ``name`` is not an agent name (token, revoke, freeze and unfreeze take only valid ones)."""
     if is_agent_name(name):
@@ -819,6 +862,7 @@ def _agent_tokens(args: argparse.Namespace, settings: Settings) -> int:
     if args.agents_command == "token":
         token = "itl_agent_" + secrets.token_urlsafe(32)
         ledger.add_token(args.name, token_digest(token))
+        _record_operator_action(runtime, agent=args.name, tool="agents", event="agent_token_minted")
         print(token)
         print(
             f"(bearer token for agent {args.name!r}: shown once, only its sha256 is stored; "
@@ -828,6 +872,9 @@ def _agent_tokens(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.agents_command == "revoke":
         count = ledger.revoke_tokens(args.name)
+        _record_operator_action(
+            runtime, agent=args.name, tool="agents", event="agent_tokens_revoked", outcome=str(count)
+        )
         print(f"revoked {count} token(s) of agent {args.name}; effective on the next request")
         file_token = runtime.policies.current().for_agent(args.name).token_sha256
         if file_token:
@@ -873,6 +920,7 @@ def _operators(args: argparse.Namespace, settings: Settings) -> int:
 
         token = OPERATOR_TOKEN_PREFIX + secrets.token_urlsafe(32)
         ledger.add_operator_token(args.name, token_digest(token))
+        _record_operator_action(runtime, agent="-", tool="operators", event="operator_token_minted", detail=args.name)
         print(token)
         print(
             f"(dashboard token for operator {args.name!r}: shown once, only its sha256 is stored; it opens the "
@@ -882,6 +930,9 @@ def _operators(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.operators_command == "revoke":
         count = ledger.revoke_operator_tokens(args.name)
+        _record_operator_action(
+            runtime, agent="-", tool="operators", event="operator_tokens_revoked", detail=args.name, outcome=str(count)
+        )
         print(f"revoked {count} dashboard token(s) of operator {args.name}; their sessions end on the next request")
         return 0 if count else 1
     names = ledger.operator_names()

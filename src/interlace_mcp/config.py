@@ -86,6 +86,7 @@ FIXES: dict[str, str] = {
     "rate_limit_per_minute": "set a whole number greater than 0 such as 120",
     "approval_ttl_seconds": "set a whole number of seconds greater than 0 such as 900",
     "approval_notify_url": "set an http(s) URL such as https://hooks.example.com/approvals, or unset it",
+    "approval_wait_seconds": "set a whole number of seconds from 0 (never wait) to 3600 such as 120",
     "request_state_key": "set a random key of at least 16 characters without spaces (e.g. openssl rand -hex 32), "
     "the same on every instance, or unset it",
     "log_level": "set DEBUG, INFO, WARNING, ERROR or CRITICAL",
@@ -205,6 +206,9 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = 120
     approval_ttl_seconds: int = 900
     approval_notify_url: str | None = None
+    #: How long a call needing approval waits for the decision after asking a URL-elicitation client to
+    #: open the approval page (INTERLACE_PUBLIC_URL set); 0: never wait (answer pending_approval at once).
+    approval_wait_seconds: int = 120
     request_state_key: SecretStr | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"
@@ -238,6 +242,13 @@ class Settings(BaseSettings):
     def _positive(cls, value: int) -> int:
         if value <= 0:
             raise ValueError("must be a whole number greater than 0")
+        return value
+
+    @field_validator("approval_wait_seconds")
+    @classmethod
+    def _wait(cls, value: int) -> int:
+        if not 0 <= value <= 3600:
+            raise ValueError("must be a whole number of seconds from 0 to 3600")
         return value
 
     @field_validator("http_timeout_seconds")

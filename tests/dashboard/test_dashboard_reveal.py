@@ -71,8 +71,9 @@ async def test_the_agent_gets_a_link_and_only_a_signed_in_operator_sees_the_numb
     assert pan not in json.dumps([r.__dict__ for r in rt.audit.tail(200)])
 
 
-async def test_the_sign_in_page_only_ever_returns_to_a_reveal_link(tmp_path: Path) -> None:
-    """next= is honoured for a reveal link's page only: anything else lands on the overview (no open redirect)."""
+async def test_the_sign_in_page_only_ever_returns_to_a_dashboard_page(tmp_path: Path) -> None:
+    """next= is honoured for a dashboard page (a reveal link's, an approval's): anything else lands on the
+    overview (no open redirect)."""
     app = make_app(tmp_path, create_sandbox_app(), policy=HUMAN)
     async with in_process(app, BASE) as browser, browser_like(app, BASE) as fresh:
         await sign_in(browser)
@@ -81,7 +82,8 @@ async def test_the_sign_in_page_only_ever_returns_to_a_reveal_link(tmp_path: Pat
         posted = await fresh.post(
             "/dashboard/login", data={"token": "itl_op_test-operator-token-0123456789", "next": "//evil.example"}
         )
-    assert elsewhere.headers["location"] == "/dashboard" and other.headers["location"] == "/dashboard"
+    assert elsewhere.headers["location"] == "/dashboard"
+    assert other.headers["location"] == "/dashboard/agents/x"
     assert posted.headers["location"] == "/dashboard"
 
 

@@ -85,6 +85,12 @@ async def test_every_dashboard_route_is_refused_without_a_session(tmp_path: Path
                         response = await http.get(url, headers=headers)
                         if path.endswith(("/live", "/pending")):
                             assert response.status_code == 401, url
+                        elif path == "/dashboard/approvals/{approval_id}":  # the page a client opens: back after
+                            assert response.status_code == 303, url
+                            assert (
+                                response.headers["location"]
+                                == f"/dashboard/login?next=%2Fdashboard%2Fapprovals%2F{approval.id}"
+                            )
                         else:
                             assert response.status_code == 303, url
                             # a reveal link's page sends the operator back to it after sign-in

@@ -28,7 +28,7 @@ from interlace_mcp.app._operator import (
 )
 from interlace_mcp.app._recovery import Difference, ReconcileReport, RecoveryReport, reconcile, recover
 from interlace_mcp.app._reveal import DEFAULT_DASHBOARD_URL, REVEAL_PATH, create_reveal_link, dashboard_base
-from interlace_mcp.app._runtime import PolicyStore, RateLimiter, RevealLimiter, Runtime
+from interlace_mcp.app._runtime import PolicyStore, RateLimiter, RevealLimiter, Runtime, Wakeups
 from interlace_mcp.app._watcher import CardWatcher
 from interlace_mcp.app._webhooks import (
     MAX_AGE_SECONDS,
@@ -60,6 +60,7 @@ __all__ = [
     "RecoveryReport",
     "RevealLimiter",
     "Runtime",
+    "Wakeups",
     "auto_close_request_id",
     "build_runtime",
     "check_cards",

@@ -56,6 +56,7 @@ async def decide_approval(
     """Approve or deny a pending request (audited with the operator's name). Raises KeyError / ValueError."""
     decided = await runtime.store.write(_decide, runtime, approval_id, approve, by, reason)
     runtime.metrics.approval_event(agent=decided.agent, event="approved" if approve else "denied")
+    runtime.wakeups.notify(decided.id)  # a call waiting for this decision in this process goes on at once
     return decided
 
 

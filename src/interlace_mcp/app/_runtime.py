@@ -14,7 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import anyio
 import httpx
 
 from interlace_mcp.app._watcher import CardWatcher
@@ -22,7 +24,7 @@ from interlace_mcp.audit import AuditLog, AuditWriteError
 from interlace_mcp.client import CryptoWallet, InterlaceClient, NotFoundError
 from interlace_mcp.config import Settings, Upstream
 from interlace_mcp.metrics import Metrics
-from interlace_mcp.operations import CardCache, Deps, InFlight
+from interlace_mcp.operations import CardCache, Deps, InFlight, approval_notice
 from interlace_mcp.policy import (
     SANDBOX_PAYEE,
     AgentPolicy,
@@ -37,7 +39,7 @@ from interlace_mcp.policy import (
     load_policy,
 )
 
-__all__ = ["PolicyStore", "RateLimiter", "RevealLimiter", "Runtime"]
+__all__ = ["PolicyStore", "RateLimiter", "RevealLimiter", "Runtime", "Wakeups"]
 
 logger = logging.getLogger("interlace_mcp.app")
 
@@ -136,6 +138,34 @@ class RevealLimiter:
             return None
 
 
+class Wakeups:
+    """Wake-ups by key inside this process (event loop only): a decision made here -- on this server's
+    dashboard -- wakes the calls waiting for it at once. Decisions made elsewhere (the CLI, another
+    process's dashboard) reach the waiters through the database, which they also poll."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, set[anyio.Event]] = {}
+
+    async def wait(self, key: str, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for :meth:`notify` of ``key``; True when notified."""
+        event = anyio.Event()
+        self._waiting.setdefault(key, set()).add(event)
+        try:
+            with anyio.move_on_after(max(timeout, 0.0)):
+                await event.wait()
+            return event.is_set()
+        finally:
+            waiting = self._waiting.get(key)
+            if waiting is not None:
+                waiting.discard(event)
+                if not waiting:
+                    del self._waiting[key]
+
+    def notify(self, key: str) -> None:
+        for event in self._waiting.pop(key, set()):
+            event.set()
+
+
 @dataclass
 class Runtime:
     """Per-process state. The client is opened by :meth:`open` (one httpx client per lifetime)."""
@@ -155,6 +185,8 @@ class Runtime:
     default_cardholder_id: str | None = None
     cards: CardCache = field(default_factory=CardCache)
     inflight: InFlight = field(default_factory=InFlight)
+    #: Calls waiting for a human (an approval's decision) are woken by this process's decisions at once.
+    wakeups: Wakeups = field(default_factory=Wakeups)
     #: How the client reaches the upstream: the embedded emulator's ASGI app, or any transport (tests).
     sandbox_app: Any = None
     upstream_transport: httpx.AsyncBaseTransport | None = None
@@ -206,7 +238,16 @@ class Runtime:
             card_product=self.card_product,
             notify_approval=self.notify_approval,
             metrics=self.metrics,
+            approval_url=self.approval_url,
         )
+
+    def approval_url(self, approval_id: str) -> str | None:
+        """The approval's page on the dashboard (where only a signed-in operator can act), when
+        INTERLACE_PUBLIC_URL says where this server is reachable; else None."""
+        public = self.settings.public_url
+        if not public:
+            return None
+        return f"{public.rstrip('/')}/dashboard/approvals/{quote(approval_id, safe='')}"
 
     async def card_product(self) -> tuple[str | None, str | None]:
         """The default BIN and cardholder for new cards: settings, else discovered once (first prepaid BIN;
@@ -235,7 +276,7 @@ class Runtime:
         url = self.settings.approval_notify_url
         if not url or record.approval is None:
             return
-        notice = {"event": "approval.pending", **record.approval.as_dict()}
+        notice = approval_notice(record.approval, self.approval_url(record.approval.id))
         try:
             async with httpx.AsyncClient(timeout=5.0) as http:
                 await http.post(url, json=notice)

@@ -40,7 +40,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlencode
 
 import anyio.to_thread
 import httpx
@@ -57,7 +57,7 @@ from interlace_mcp.config import Settings
 from interlace_mcp.dashboard import _views as views
 from interlace_mcp.money import format_amount
 from interlace_mcp.operations import card_result, clean_text, transaction_info
-from interlace_mcp.policy import AGENT_NAME_RULE, Approval, is_agent_name, reveals, token_digest
+from interlace_mcp.policy import AGENT_NAME_RULE, Approval, approvals, day_figures, is_agent_name, reveals, token_digest
 
 __all__ = ["COOKIE", "OPERATOR_TOKEN_PREFIX", "Dashboard", "LoginThrottle", "build_dashboard_app"]
 
@@ -169,6 +169,7 @@ class Dashboard:
             ("/dashboard/logout", ["POST"], self._action(self._logout)),
             ("/dashboard/approvals", ["GET"], self._page(self._approvals)),
             ("/dashboard/approvals/live", ["GET"], self._fragment(self._approvals_live)),
+            ("/dashboard/approvals/{approval_id}", ["GET"], self._page(self._approval, come_back=True)),
             ("/dashboard/approvals/{approval_id}/{decision}", ["POST"], self._action(self._decide)),
             ("/dashboard/agents/{agent}", ["GET"], self._page(self._agent)),
             ("/dashboard/agents/{agent}/{switch}", ["POST"], self._action(self._kill_switch)),
@@ -234,15 +235,21 @@ class Dashboard:
     def _misdirected(self) -> Response:
         return self._finish(Response("Invalid Host header", status_code=421, media_type="text/plain"))
 
-    def _page(self, handler: Callable[[Request, Session, str], Awaitable[Response]]) -> Endpoint:
-        """GET pages: no session -> redirect to the login page."""
+    def _page(
+        self, handler: Callable[[Request, Session, str], Awaitable[Response]], *, come_back: bool = False
+    ) -> Endpoint:
+        """GET pages: no session -> redirect to the login page (``come_back``: and back here after it, as for an
+        approval page a client opened for its user)."""
 
         async def endpoint(request: Request) -> Response:
             if not self._host_ok(request):
                 return self._misdirected()
             session = await self._session(request)
             if session is None:
-                return self._finish(RedirectResponse("/dashboard/login", status_code=303))
+                login = "/dashboard/login"
+                if come_back and _safe_next(request.url.path):
+                    login += "?" + urlencode({"next": request.url.path})
+                return self._finish(RedirectResponse(login, status_code=303))
             nonce = secrets.token_urlsafe(16)
             return self._finish(await handler(request, session, nonce), nonce)
 
@@ -307,14 +314,15 @@ class Dashboard:
             return self._misdirected()
         nonce = secrets.token_urlsafe(16)
         if request.method != "POST":
-            then = _next_path(request.query_params.get("next"))
+            after = _safe_next(request.query_params.get("next"))
             if await self._session(request) is not None:
-                return self._finish(RedirectResponse(then or "/dashboard", status_code=303))
-            return self._finish(HTMLResponse(views.login_page(nonce=nonce, next_path=then)), nonce)
+                return self._finish(RedirectResponse(after or "/dashboard", status_code=303))
+            return self._finish(HTMLResponse(views.login_page(nonce=nonce, next_path=after)), nonce)
         if self._cross_site(request):
             return self._forbidden("cross-site request refused")
         client = request.client.host if request.client else "-"
         form = await _form(request)
+        after = _safe_next((form or {}).get("next"))
         token = (form or {}).get("token", "").strip()
         digest = token_digest(token)
         operator = None
@@ -326,20 +334,24 @@ class Dashboard:
             wait = self.throttle.retry_after(client, now)
             self.throttle.failed(client, now)
             if wait:
-                page = views.login_page(nonce=nonce, error="Too many failed sign-ins: wait a few minutes.")
+                page = views.login_page(
+                    nonce=nonce, error="Too many failed sign-ins: wait a few minutes.", next_path=after
+                )
                 throttled = HTMLResponse(page, status_code=429, headers={"Retry-After": str(wait)})
                 return self._finish(throttled, nonce)
             logger.warning("dashboard: failed sign-in from %s", client)
             if self.throttle.retry_after(client, now):
                 logger.warning("dashboard: further wrong tokens from %s get 429 for a while", client)
             page = views.login_page(
-                nonce=nonce, error="That is not a valid operator token (agent tokens do not open the dashboard)."
+                nonce=nonce,
+                error="That is not a valid operator token (agent tokens do not open the dashboard).",
+                next_path=after,
             )
             return self._finish(HTMLResponse(page, status_code=401), nonce)
         sid = secrets.token_urlsafe(32)  # a new id at every sign-in (no fixation)
         self._store(_sid_key(sid), Session(operator, digest, secrets.token_urlsafe(32), now, now))
         await self.runtime.record(agent="-", tool="dashboard", event="operator_login", actor=operator)
-        response = RedirectResponse(_next_path((form or {}).get("next")) or "/dashboard", status_code=303)
+        response = RedirectResponse(after or "/dashboard", status_code=303)
         response.set_cookie(
             COOKIE,
             sid,
@@ -452,6 +464,26 @@ class Dashboard:
 
     async def _approvals_live(self, request: Request, session: Session) -> Response:
         return HTMLResponse(self._fragment_html(session, await self._pending()))
+
+    async def _approval(self, request: Request, session: Session, nonce: str) -> Response:
+        """One approval with everything a human needs to decide on it: the page a client opens for its user."""
+        rt = self.runtime
+        approval_id = request.path_params["approval_id"]
+        pending = await self._pending()
+        chrome = self._chrome(session, nonce, len(pending))
+        if await rt.store.read(approvals.any_due):
+            await rt.store.write(approvals.expire_due)  # never show an approval past its expiry as pending
+        approval: Approval | None = await rt.store.read(approvals.get, approval_id)
+        if approval is None:
+            page = views.error_page("Not found", f"No approval {approval_id!r}.", nonce=nonce, chrome=chrome)
+            return HTMLResponse(page, status_code=404)
+        policy = rt.policies.for_agent(approval.agent)
+        day = await rt.store.read(
+            day_figures, approval.scope, approval.agent, policy, approval.currency, rt.store.now()
+        )
+        return HTMLResponse(
+            views.approval_page(approval, day, other_upstream=approval.scope != rt.scope, chrome=chrome)
+        )
 
     async def _pending_json(self, request: Request, session: Session) -> Response:
         pending = await self._pending()
@@ -601,11 +633,18 @@ class Dashboard:
             text = f"{decided.id} {verb}: {decided.agent} {decided.tool} {format_amount(decided.amount)}"
             text += f" {decided.currency}"
             text += (
-                f"; the agent's retry of request {decided.request_id} runs it once, until {decided.expires_at_iso}"
+                f"; the agent's waiting call, or its retry of request {decided.request_id}, runs it once, until"
+                f" {decided.expires_at_iso}"
                 if approve
                 else "; the reservation was released"
             )
             session.flashes.append(("ok", text))
+        if (
+            form.get("back") == "page"
+            and approval_id.startswith("apr_")
+            and _safe_next(f"/dashboard/approvals/{approval_id}")
+        ):
+            return RedirectResponse(views.BASE + "/approvals/" + quote(approval_id, safe=""), status_code=303)
         return RedirectResponse("/dashboard/approvals", status_code=303)
 
     async def _kill_switch(self, request: Request, session: Session, form: dict[str, str]) -> Response:
@@ -628,14 +667,13 @@ class Dashboard:
         return RedirectResponse(views.BASE + "/agents/" + quote(agent, safe=""), status_code=303)
 
 
+_NEXT = re.compile(r"/dashboard(/[A-Za-z0-9_-]{1,100}){0,4}")
 _REVEAL_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,100}", re.ASCII)
 
 
-def _next_path(value: str | None) -> str | None:
-    """Where to go after sign-in: only a reveal link's own page (nothing else, so never an open redirect)."""
-    if not value or not value.startswith(REVEAL_PATH):
-        return None
-    return value if _REVEAL_TOKEN.fullmatch(value[len(REVEAL_PATH) :]) else None
+def _safe_next(value: str | None) -> str | None:
+    """Where to go after signing in: only a dashboard path of plain segments (never another site)."""
+    return value if value is not None and _NEXT.fullmatch(value) else None
 
 
 def _upstream_text(exc: Exception) -> str:

@@ -18,14 +18,23 @@ from urllib.parse import quote
 
 from interlace_mcp.audit import AuditRecord
 from interlace_mcp.money import format_amount, format_exact_amount
-from interlace_mcp.operations import CardResult, TransactionInfo, clean_text
-from interlace_mcp.policy import AGENT_NAME_RULE, Approval, WindowStatus, epoch_to_iso, is_agent_name
+from interlace_mcp.operations import (
+    UNTRUSTED_NOTE,
+    CardResult,
+    TransactionInfo,
+    agent_text,
+    clean_text,
+    day_text,
+    what_text,
+)
+from interlace_mcp.policy import AGENT_NAME_RULE, Approval, DayFigures, WindowStatus, epoch_to_iso, is_agent_name
 
 __all__ = [
     "AgentRow",
     "BalancesView",
     "CardView",
     "agent_page",
+    "approval_page",
     "approvals_fragment",
     "approvals_page",
     "balances_panel",
@@ -183,6 +192,7 @@ label{font-weight:600}
 .kill{border-color:var(--danger);background:#fff5f5}
 .kill form{display:flex;flex-wrap:wrap;gap:8px;align-items:flex-end}
 .kill .field{display:flex;flex-direction:column}
+.untrusted q{background:#fff8e1;padding:0 4px;border:1px dashed #a04f00}
 """
 
 JS = """
@@ -317,12 +327,13 @@ def login_page(*, nonce: str, error: str | None = None, next_path: str | None = 
     problem = f'<div class="flash flash-error" role="alert" id="login-error">{esc(error)}</div>' if error else ""
     then = f'<input type="hidden" name="next" value="{esc(next_path)}">' if next_path else ""
     described = ' aria-describedby="login-error"' if error else ""
+    after = f'<input type="hidden" name="next" value="{esc(next_path)}">' if next_path else ""
     body = f"""<div class="login">
 <h1>Operator sign-in</h1>
 <p class="muted">Paste an operator token from <code>interlace-mcp operators token NAME</code>.
 Agent tokens do not open the dashboard.</p>
 {problem}
-<form method="post" action="{_url("login")}">
+<form method="post" action="{_url("login")}">{after}
 <label for="token">Operator token</label>
 <input type="password" id="token" name="token" autocomplete="off" required spellcheck="false"{described}>
 {then}<button type="submit" class="btn-primary">Sign in</button>
@@ -541,25 +552,17 @@ def approvals_fragment(pending: Sequence[Approval], *, csrf: str, now: float, sc
         rows = []
         for a in pending:
             other = ' <span class="muted">(another upstream: ' + esc(a.scope) + ")</span>" if a.scope != scope else ""
-            what = f"{a.agent}, {format_amount(a.amount)} {a.currency}"
-            rid = f"reason-{a.id}"
             rows.append(
                 f"""<tr id="approval-{esc(a.id)}">
 <td>{agent_link(a.agent)}</td>
 <td><code>{esc(a.tool)}</code></td>
 <td class="num">{esc(format_amount(a.amount))} {esc(a.currency)}</td>
-<td>{esc(clean_text(a.summary, 200))}{other}<br><span class="muted mono">{esc(a.id)} · request
-{esc(a.request_id)}</span></td>
+<td>{esc(what_text({**a.details, "tool": a.tool}) if a.details else clean_text(a.summary, 200))}{other}
+{_untrusted(a)}<br><a class="mono" href="{_url("approvals", a.id)}">{esc(a.id)}</a>
+<span class="muted mono">· request {esc(a.request_id)}</span></td>
 <td>{_time(a.created_at, now)}</td>
 <td>{_time(a.expires_at, now)}</td>
-<td><form method="post" class="decide" action="{_url("approvals", a.id, "approve")}">
-<input type="hidden" name="csrf" value="{esc(csrf)}">
-<label class="sr-only" for="{esc(rid)}">Reason for {esc(a.id)} (optional)</label>
-<input type="text" id="{esc(rid)}" name="reason" maxlength="200" placeholder="reason (optional)" data-keep>
-<button type="submit" class="btn-approve" aria-label="Approve {esc(what)}">Approve</button>
-<button type="submit" class="btn-deny" formaction="{_url("approvals", a.id, "deny")}"
- aria-label="Deny {esc(what)}">Deny</button>
-</form></td>
+<td>{_decision_form(a, csrf, back="list")}</td>
 </tr>"""
             )
         inner = f"""<table>
@@ -568,6 +571,91 @@ def approvals_fragment(pending: Sequence[Approval], *, csrf: str, now: float, sc
 <th scope="col">Summary</th><th scope="col">Requested</th><th scope="col">Expires</th><th scope="col">Decision</th>
 </tr></thead><tbody>{"".join(rows)}</tbody></table>"""
     return f'<div data-signature="{esc(signature)}" data-count="{count}" data-announce="{esc(announce)}">{inner}</div>'
+
+
+def _untrusted(a: Approval) -> str:
+    """The agent's memo or label: quoted, escaped, and marked as the agent's words (never ours)."""
+    found = agent_text(a.details)
+    if found is None:
+        return ""
+    field, text = found
+    return (
+        f'<br><span class="untrusted">{esc(field)} <span class="muted">({esc(UNTRUSTED_NOTE)})</span>:'
+        f" <q>{esc(text)}</q></span>"
+    )
+
+
+def _decision_form(a: Approval, csrf: str, *, back: str) -> str:
+    what = f"{a.agent}, {format_amount(a.amount)} {a.currency}"
+    rid = f"reason-{a.id}"
+    return f"""<form method="post" class="decide" action="{_url("approvals", a.id, "approve")}">
+<input type="hidden" name="csrf" value="{esc(csrf)}"><input type="hidden" name="back" value="{esc(back)}">
+<label class="sr-only" for="{esc(rid)}">Reason for {esc(a.id)} (optional)</label>
+<input type="text" id="{esc(rid)}" name="reason" maxlength="200" placeholder="reason (optional)" data-keep>
+<button type="submit" class="btn-approve" aria-label="Approve {esc(what)}">Approve</button>
+<button type="submit" class="btn-deny" formaction="{_url("approvals", a.id, "deny")}"
+ aria-label="Deny {esc(what)}">Deny</button>
+</form>"""
+
+
+def approval_page(approval: Approval, day: DayFigures, *, other_upstream: bool, chrome: Chrome) -> str:
+    """One approval, with everything a human needs to decide on it -- the page a client opens for its user."""
+    a = approval
+    details = a.details
+    rows: list[tuple[str, str]] = [
+        ("Agent", agent_link(a.agent)),
+        ("Tool", f"<code>{esc(a.tool)}</code>"),
+        ("Amount", f'<span class="num">{esc(format_amount(a.amount))} {esc(a.currency)}</span>'),
+        ("What", esc(what_text({**details, "tool": a.tool}) if details else clean_text(a.summary, 200))),
+    ]
+    if details.get("payee"):
+        account = details.get("payee_account") or {}
+        bound = (
+            f'<br><span class="muted mono">account {esc(account.get("account_id"))} · balance'
+            f" {esc(account.get('balance_id'))}</span>"
+            if isinstance(account, dict) and account
+            else ""
+        )
+        rows.append(("Payee", f"{esc(clean_text(details['payee'], 64))}{bound}"))
+    if details.get("card_id"):
+        last = details.get("card_last_four")
+        card = f"•••• {esc(last)}" if last else "last four unknown"
+        rows.append(("Card", f'{card} <span class="muted mono">{esc(details["card_id"])}</span>'))
+    found = agent_text(details)
+    if found is not None:
+        rows.append(
+            (
+                f"Agent's {esc(found[0])}",
+                f'<span class="untrusted"><q>{esc(found[1])}</q> <span class="muted">({esc(UNTRUSTED_NOTE)})</span>'
+                "</span>",
+            )
+        )
+    if a.reasons:
+        rows.append(("Why a human decides", "<br>".join(esc(r) for r in a.reasons)))
+    included = a.status == "pending" or a.status == "approved"
+    rows.append(("The agent's day now", esc(day_text(day, a.amount, included=included))))
+    rows.append(
+        ("Request", f'<span class="mono">{esc(a.request_id)}</span> · approval <span class="mono">{esc(a.id)}</span>')
+    )
+    if other_upstream:
+        rows.append(("Upstream", f'<span class="muted">another upstream: {esc(a.scope)}</span>'))
+    rows.append(("Requested", _time(a.created_at, chrome.now)))
+    rows.append(("Expires", f"{_time(a.expires_at, chrome.now)} ({esc(a.expires_at_iso)})"))
+    table = "".join(f'<tr><th scope="row">{label}</th><td>{value}</td></tr>' for label, value in rows)
+    if a.status == "pending":
+        decision = f"""<h2>Decision</h2>
+<p>Approve lets this request run once (the agent's waiting call, or its retry of the same request_id). Deny releases
+the reservation. Either is recorded with your name.</p>
+{_decision_form(a, chrome.csrf, back="page")}"""
+    else:
+        who = f" by {esc(a.decided_by)}" if a.decided_by else ""
+        why = f": {esc(clean_text(a.reason, 200))}" if a.reason else ""
+        decision = f'<h2>Decision</h2><p class="panel">This request is <strong>{esc(a.status)}</strong>{who}{why}.</p>'
+    body = f"""<p><a href="{_url("approvals")}">← Approvals</a></p>
+<h1>Approval {esc(a.id)}</h1>
+<table><tbody>{table}</tbody></table>
+{decision}"""
+    return _shell(f"Approval {a.id}", body, nonce=chrome.nonce, chrome=chrome, active="approvals")
 
 
 def approvals_page(fragment: str, recent: Sequence[Approval], *, chrome: Chrome) -> str:

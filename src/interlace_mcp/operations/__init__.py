@@ -26,6 +26,15 @@ from interlace_mcp.operations._cards import (
     fetch_card,
     transaction_info,
 )
+from interlace_mcp.operations._describe import (
+    UNTRUSTED_NOTE,
+    agent_text,
+    approval_notice,
+    day_of,
+    day_text,
+    quoted_agent_text,
+    what_text,
+)
 from interlace_mcp.operations._fund_ops import FundAccount
 from interlace_mcp.operations._inflight import InFlight
 from interlace_mcp.operations._refusals import not_found, refusal_from_upstream
@@ -51,7 +60,13 @@ from interlace_mcp.operations._results import (
     TransactionList,
     WalletInfo,
 )
-from interlace_mcp.operations._runner import INFLIGHT_WAIT_SECONDS, args_hash, run_money
+from interlace_mcp.operations._runner import (
+    INFLIGHT_WAIT_SECONDS,
+    approval_reasons,
+    args_hash,
+    pending_message,
+    run_money,
+)
 from interlace_mcp.operations._sanitize import CARD_NUMBER_RULE, clean_text, looks_like_card_number
 from interlace_mcp.operations._transfer_ops import CreateTransfer
 from interlace_mcp.policy import Refusal
@@ -61,6 +76,7 @@ __all__ = [
     "INFLIGHT_WAIT_SECONDS",
     "MONEY_OPERATIONS",
     "TRANSACTION_TYPES",
+    "UNTRUSTED_NOTE",
     "BalanceResult",
     "CardCache",
     "CardLimit",
@@ -96,18 +112,26 @@ __all__ = [
     "TransactionInfo",
     "TransactionList",
     "WalletInfo",
+    "agent_text",
+    "approval_notice",
+    "approval_reasons",
     "args_hash",
     "card_after_movement",
     "card_result",
     "check_currency",
     "clean_text",
     "closed_card_result",
+    "day_of",
+    "day_text",
     "decline_words",
     "fetch_card",
     "looks_like_card_number",
     "not_found",
     "operation_for",
+    "pending_message",
+    "quoted_agent_text",
     "refusal_from_upstream",
     "run_money",
     "transaction_info",
+    "what_text",
 ]

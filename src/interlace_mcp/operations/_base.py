@@ -90,6 +90,8 @@ class Deps:
     #: The operator acting (an operator's own money action, e.g. ``interlace-mcp fund``): named in its
     #: audit records. None for an agent's call.
     actor: str | None = None
+    #: The dashboard page of an approval (INTERLACE_PUBLIC_URL set), where only a signed-in operator can act.
+    approval_url: Callable[[str], str | None] = field(default=lambda approval_id: None)
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,21 @@ class Operation(ABC):
         if self.spend > 0 and (v := per_transaction_violation(policy, self.spend, self.currency)) is not None:
             return [v]
         return []
+
+    def binding_violations(self, record: RequestRecord) -> list[Violation]:
+        """What an approved request bound (at its reservation) that no longer holds now (e.g. the payee's
+        account changed): checked with the current policy just before it executes."""
+        return []
+
+    def approval_details(self) -> dict[str, Any]:
+        """What a human needs to decide on this operation; the agent's own words go under ``agent_text``
+        (``{"field": ..., "text": ...}``: untrusted, shown quoted)."""
+        return {
+            "tool": self.spec.name,
+            "amount": self.describe_amount(),
+            "currency": self.currency,
+            "summary": self.summary(),
+        }
 
     async def plan(self, deps: Deps) -> dict[str, Any]:
         """What must be fixed before anything is reserved (stored as the request's first progress)."""

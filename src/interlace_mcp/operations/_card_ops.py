@@ -114,6 +114,12 @@ class IssueCard(Operation):
             )
         return found
 
+    def approval_details(self) -> dict[str, Any]:
+        details = super().approval_details()
+        if self.label:
+            details["agent_text"] = {"field": "label", "text": self.label}
+        return details
+
     @classmethod
     def from_record(cls, record: RequestRecord) -> Self:
         args = record.args
@@ -246,10 +252,18 @@ class CardTransfer(Operation):
     currency: str = "USD"
     #: The agent's card record (label, who froze it) for the result; not part of the request.
     record: CardRecord | None = field(default=None, compare=False)
+    #: The card's last four digits where known (for the human who confirms or approves); not part of the request.
+    last_four: str | None = field(default=None, compare=False)
 
     @property
     def spec(self) -> OperationSpec:
         return self.SPECS[self.direction]
+
+    def approval_details(self) -> dict[str, Any]:
+        details = {**super().approval_details(), "card_id": self.card_id, "card_last_four": self.last_four}
+        if self.record is not None and self.record.label:
+            details["agent_text"] = {"field": "card label", "text": self.record.label}
+        return details
 
     @property
     def amount(self) -> Decimal:

@@ -87,6 +87,10 @@ class MoneyMovement(_Result):
     payee: str | None = None
     approval_id: str | None = None
     expires_at: str | None = None
+    approval_url: str | None = Field(
+        default=None,
+        description="pending: the approval's dashboard page, where a signed-in human operator decides",
+    )
     replayed: bool = False
     decision: Literal["allow", "deny", "needs_approval"] | None = None
     reasons: list[str] | None = None
@@ -189,6 +193,7 @@ class PendingApproval(BaseModel):
     summary: str
     status: str
     expires_at: str | None
+    approval_url: str | None = Field(default=None, description="the approval's page, for the human operator")
 
 
 class MerchantActivity(BaseModel):
@@ -208,6 +213,9 @@ class SpendStatus(_Result):
     active_cards: int
     approval_above: str | None
     funding: FundingWindow = Field(description="today's funding from CryptoConnect wallets (not spend)")
+    approval_daily_above: str | None = Field(
+        default=None, description="a call that would take today's spent + reserved above this needs approval"
+    )
     pending_approvals: list[PendingApproval]
     mcc_allow: list[str] = Field(
         default_factory=list, description="merchant categories this agent's cards may buy from (empty: any not blocked)"
@@ -232,6 +240,7 @@ class RequestStatus(_Result):
     currency: str
     approval_id: str | None = None
     expires_at: str | None = None
+    approval_url: str | None = Field(default=None, description="pending: the approval's page, for the human operator")
     result: MoneyMovement | None = None
     message: str | None = None
 

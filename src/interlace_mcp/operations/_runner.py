@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from decimal import Decimal
 from typing import Any
 
 import anyio
@@ -42,12 +41,15 @@ from interlace_mcp.policy import (
     RequestRecord,
     Tx,
     Violation,
+    approval_above_reason,
+    approvals,
     cards,
+    confirmation_band_reason,
     refusal_text,
     requests,
 )
 
-__all__ = ["INFLIGHT_WAIT_SECONDS", "args_hash", "run_money"]
+__all__ = ["INFLIGHT_WAIT_SECONDS", "approval_reasons", "args_hash", "pending_message", "run_money"]
 
 logger = logging.getLogger("interlace_mcp.operations")
 
@@ -85,11 +87,9 @@ async def run_money(
     which an agent's kill switch does not stop."""
     spec = op.spec
     key = RequestKey(deps.scope, agent, spec.name, op.request_id)
-    needs_approval = spec.needs_consent and (
-        force_approval or (policy.approval_above is not None and op.governed > policy.approval_above)
-    )
+    reasons = approval_reasons(policy, op, force_approval=force_approval)
     if dry_run:
-        return await _dry_run(deps, op, key, policy, stateless, needs_approval)
+        return await _dry_run(deps, op, key, policy, stateless, reasons)
     if not await deps.inflight.wait(key, INFLIGHT_WAIT_SECONDS):
         return _busy(deps, op, replayed=True)
     with deps.inflight.hold(key):
@@ -101,7 +101,7 @@ async def run_money(
                 raise refusal_from_upstream(exc, what=op.summary()) from None
         try:
             begun = await deps.store.write(
-                _reserve, deps, key, agent, policy, op, stateless, needs_approval, progress, kill_switch
+                _reserve, deps, key, agent, policy, op, stateless, reasons, progress, kill_switch
             )
         except AuditWriteError:
             # Fail closed: no audit record, no money movement (the reservation was rolled back with it).
@@ -119,6 +119,17 @@ async def run_money(
         return await _known(deps, op, begun)
 
 
+def approval_reasons(policy: AgentPolicy, op: Operation, *, force_approval: bool) -> list[str]:
+    """Why this call needs a human, known before the ledger is read (``approval_daily_above`` is checked with
+    the reservation): the approval threshold, or the confirmation band of a client that cannot ask."""
+    if not op.spec.needs_consent:
+        return []
+    reasons = [confirmation_band_reason(policy, op.governed, op.currency)] if force_approval else []
+    if (above := approval_above_reason(policy, op.governed, op.currency)) is not None:
+        reasons.append(above)
+    return reasons
+
+
 def _reserve(
     tx: Tx,
     deps: Deps,
@@ -127,7 +138,7 @@ def _reserve(
     policy: AgentPolicy,
     op: Operation,
     stateless: list[Violation],
-    needs_approval: bool,
+    reasons: list[str],
     progress: dict[str, Any] | None,
     kill_switch: bool = True,
 ) -> BeginResult:
@@ -142,7 +153,11 @@ def _reserve(
         currency=op.currency,
         issues_card=spec.issues_card,
         stateless_violations=stateless,
-        needs_approval=needs_approval,
+        needs_approval=bool(reasons),
+        approval_reasons=reasons,
+        approval_details={**op.approval_details(), **(progress or {})},
+        daily_approval=spec.needs_consent,
+        recheck=stateless,
         approval_summary=f"{agent}: {op.summary()}",
         approval_ttl=deps.approval_ttl,
         steps=spec.steps,
@@ -362,9 +377,37 @@ def _busy(deps: Deps, op: Operation, *, replayed: bool) -> MoneyMovement:
     )
 
 
+def pending_message(record: RequestRecord, *, replayed: bool, url: str | None) -> str:
+    """What a pending request tells the agent: that a human has been asked, and why -- never how to approve.
+
+    The decision is a human's alone (the dashboard or the operator's CLI); nothing in this text is a command,
+    a credential or a way around it. The agent's part is to wait and then retry with the same request_id.
+    """
+    approval = record.approval
+    reasons = "; ".join(approval.reasons) if approval is not None and approval.reasons else ""
+    expires = approval.expires_at_iso if approval is not None else "its expiry"
+    approved = approval is not None and approval.status == "approved"
+    if approved:
+        head = "A human approved this request; it has not run yet"
+    elif replayed:
+        head = "Still waiting: a human has been asked to approve or deny this request"
+    else:
+        head = "A human has been asked to approve or deny this request"
+    text = head + (f" ({reasons})" if reasons and not approved else "") + ". Nothing has moved;"
+    text += f" {format_amount(record.amount)} {record.currency} stays reserved until {expires}."
+    if url is not None and not approved:
+        text += " The human decides on the approval page (approval_url), which only a signed-in operator can use."
+    if approved:
+        return text + " Call the same tool again with the same request_id to execute it (once)."
+    return text + (
+        " Call the same tool again with the same request_id (or get_request_status) later to learn the decision;"
+        " once approved, that call executes it (once)."
+    )
+
+
 def _pending(deps: Deps, op: Operation, record: RequestRecord, *, replayed: bool) -> MoneyMovement:
     approval = record.approval
-    expires = approval.expires_at_iso if approval else None
+    url = deps.approval_url(record.approval_id) if record.approval_id else None
     return MoneyMovement(
         status="pending_approval",
         amount=op.describe_amount(),
@@ -372,14 +415,11 @@ def _pending(deps: Deps, op: Operation, record: RequestRecord, *, replayed: bool
         request_id=op.request_id,
         payee=op.arguments().get("payee"),
         approval_id=record.approval_id,
-        expires_at=expires,
+        expires_at=approval.expires_at_iso if approval else None,
+        approval_url=url,
         replayed=replayed,
         sandbox=deps.sandbox,
-        message=(
-            f"{format_amount(op.governed)} {op.currency} is above this agent's approval threshold, so a human must "
-            f"approve it (interlace-mcp approvals approve {record.approval_id}). The amount is reserved until "
-            f"{expires}. After approval, call the same tool again with the same request_id to execute it."
-        ),
+        message=pending_message(record, replayed=replayed, url=url),
     )
 
 
@@ -389,7 +429,7 @@ async def _dry_run(
     key: RequestKey,
     policy: AgentPolicy,
     stateless: list[Violation],
-    needs_approval: bool,
+    asked: list[str],
 ) -> MoneyMovement:
     violations = await deps.store.read(
         requests.evaluate,
@@ -401,16 +441,16 @@ async def _dry_run(
         stateless_violations=stateless,
         fund=op.fund,
     )
+    needs = await deps.store.read(
+        approvals.reasons_for, key, policy, op.spend, op.currency, asked=asked, daily=op.spec.needs_consent
+    )
     if violations:
         decision = "deny"
         reasons = [v.text for v in violations]
         message = f"would be refused: {refusal_text(violations)}"
-    elif needs_approval:
+    elif needs:
         decision = "needs_approval"
-        reasons = [
-            f"[approval_required] {format_amount(op.governed)} {op.currency} is above approval_above "
-            f"{format_amount(policy.approval_above or Decimal(0))}: a human would have to approve it"
-        ]
+        reasons = [f"[approval_required] {why}: a human would have to approve it" for why in needs]
         message = f"would wait for approval, then: {op.summary()}"
     else:
         decision = "allow"

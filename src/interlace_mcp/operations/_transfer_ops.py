@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any, ClassVar, Self
 
 from interlace_mcp.money import format_amount
-from interlace_mcp.operations._base import Execution, Expected, Lookup, Operation, OperationSpec, Outcome
+from interlace_mcp.operations._base import Deps, Execution, Expected, Lookup, Operation, OperationSpec, Outcome
 from interlace_mcp.policy import AgentPolicy, CardRecord, Payee, Refusal, RequestRecord, Violation, payee_violation
 
 __all__ = ["CreateTransfer"]
@@ -50,6 +50,38 @@ class CreateTransfer(Operation):
             found.append(v)
         return found
 
+    def _account(self) -> dict[str, str] | None:
+        if self.target is None:
+            return None
+        return {"account_id": self.target.account_id, "balance_id": self.target.balance_id}
+
+    async def plan(self, deps: Deps) -> dict[str, Any]:
+        """Bind the payee's account as the policy names it now: an approval approves THIS account, and the
+        execution pays it (or refuses when the policy since points the name elsewhere)."""
+        account = self._account()
+        return {"payee_account": account} if account is not None else {}
+
+    def binding_violations(self, record: RequestRecord) -> list[Violation]:
+        bound = record.progress.get("payee_account")
+        now = self._account()
+        if not isinstance(bound, dict) or now is None or now == bound:
+            return []  # unbound (an older request), or gone from the policy (payee_violation says so)
+        return [
+            Violation(
+                "payee_not_allowed",
+                f"payee {self.payee!r} now names another account than the one this request was reserved and"
+                f" approved for (account {bound.get('account_id')}, balance {bound.get('balance_id')}); approved"
+                " money never follows an edited payee",
+                {"payee": self.payee},
+            )
+        ]
+
+    def approval_details(self) -> dict[str, Any]:
+        details = {**super().approval_details(), "payee": self.payee, "payee_account": self._account()}
+        if self.memo:
+            details["agent_text"] = {"field": "memo", "text": self.memo}
+        return details
+
     @classmethod
     def from_record(cls, record: RequestRecord) -> Self:
         args = record.args
@@ -73,12 +105,14 @@ class CreateTransfer(Operation):
         if found is not None and found.state == "done" and found.outcome is not None:
             ex.moved = True
             return found.outcome
-        if self.target is None:  # refused before any reservation; only a changed policy gets here
+        # The account bound when the request was reserved (and approved); an older request: the policy's now.
+        account = ex.progress.get("payee_account") or self._account()
+        if not isinstance(account, dict):  # refused before any reservation; only a changed policy gets here
             raise Refusal.one("payee_not_allowed", f"payee {self.payee!r} is no longer defined; nothing moved")
         key = ex.step_key("transfer")
         transfer = await ex.client.create_transfer(
-            to_account_id=self.target.account_id,
-            to_balance_id=self.target.balance_id,
+            to_account_id=str(account["account_id"]),
+            to_balance_id=str(account["balance_id"]),
             amount=self.value,
             currency=self.currency,
             client_transaction_id=key,

@@ -44,12 +44,22 @@ from interlace_mcp.policy._policy import (
     parse_policy,
     token_digest,
 )
-from interlace_mcp.policy._rules import frozen_violation, payee_violation, per_transaction_violation, tool_violation
+from interlace_mcp.policy._reservations import day_figures
+from interlace_mcp.policy._rules import (
+    approval_above_reason,
+    confirmation_band_reason,
+    daily_approval_reason,
+    frozen_violation,
+    payee_violation,
+    per_transaction_violation,
+    tool_violation,
+)
 from interlace_mcp.policy._store import WRITE_LOCK, Reader, Store, Tx
 from interlace_mcp.policy._values import (
     Approval,
     BeginResult,
     CardRecord,
+    DayFigures,
     Refusal,
     RequestConflict,
     RequestKey,
@@ -74,6 +84,7 @@ __all__ = [
     "CardSpendLimit",
     "Cursor",
     "Database",
+    "DayFigures",
     "FundStatus",
     "Ledger",
     "Migration",
@@ -90,10 +101,14 @@ __all__ = [
     "Violation",
     "WindowStatus",
     "activity",
+    "approval_above_reason",
     "approvals",
     "builtin_policy",
     "cards",
+    "confirmation_band_reason",
+    "daily_approval_reason",
     "database_errors",
+    "day_figures",
     "epoch_to_iso",
     "file_stamp",
     "frozen_violation",

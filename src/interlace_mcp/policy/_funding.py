@@ -22,7 +22,15 @@ from interlace_mcp.policy._store import Reader, Tx
 from interlace_mcp.policy._values import RequestKey, Violation
 from interlace_mcp.policy._windows import FUND_WINDOW, iso_utc, window_keys
 
-__all__ = ["FUND_CURRENCY", "FundStatus", "fund_status", "fund_totals", "fund_violations", "reserve_fund"]
+__all__ = [
+    "FUND_CURRENCY",
+    "FundStatus",
+    "fund_status",
+    "fund_totals",
+    "fund_violations",
+    "held_fund_violations",
+    "reserve_fund",
+]
 
 #: What arrives in the Infinity account (stablecoins convert 1:1): the funding window's currency.
 FUND_CURRENCY = "USD"
@@ -66,6 +74,34 @@ def fund_violations(rx: Reader, key: RequestKey, policy: AgentPolicy, amount: De
             FUND_CURRENCY,
             committed_minor=committed,
             reserved_minor=reserved,
+            requested=amount,
+            resets=iso_utc(keys.resets["day"]),
+        )
+    ]
+
+
+def held_fund_violations(
+    rx: Reader, key: RequestKey, policy: AgentPolicy, entry_id: int | None, amount: Decimal, now: float
+) -> list[Violation]:
+    """``fund_daily`` under the CURRENT policy for an already-reserved funding request (an approved one about
+    to execute), its own reservation not counted twice."""
+    if amount <= 0 or policy.fund_daily is None:
+        return []
+    keys = window_keys(now, policy.zone)
+    own = rx.one("SELECT * FROM spend_entries WHERE id = ?", (entry_id,)) if entry_id is not None else None
+    mine = (
+        int(own["amount_minor"]) if own is not None and own["state"] == "reserved" and own["day_key"] == keys.day else 0
+    )
+    reserved, committed = totals(rx, key.scope, key.agent, FUND_CURRENCY, FUND_WINDOW, keys.day)
+    others = max(reserved - mine, 0)
+    if committed + others + to_minor(amount) <= to_minor(policy.fund_daily):
+        return []
+    return [
+        fund_violation(
+            policy.fund_daily,
+            FUND_CURRENCY,
+            committed_minor=committed,
+            reserved_minor=others,
             requested=amount,
             resets=iso_utc(keys.resets["day"]),
         )

@@ -93,6 +93,9 @@ class AgentPolicy:
     max_active_cards: int | None = 2
     confirm_above: Decimal | None = None
     approval_above: Decimal | None = None
+    #: A call that would take the day's spent + reserved above this needs a human's approval, whatever its
+    #: own size (splitting a payment does not dodge approval).
+    approval_daily_above: Decimal | None = None
     #: Daily limit on funding the Infinity account from CryptoConnect wallets (fund_account; not spend).
     #: 0.00 by default: funding is refused until an operator grants it.
     fund_daily: Decimal | None = Decimal("0.00")
@@ -143,6 +146,9 @@ class AgentPolicy:
             "confirm_above": amount(self.confirm_above) if self.confirm_above is not None else None,
             "approval_above": amount(self.approval_above) if self.approval_above is not None else None,
             "fund_daily": amount(self.fund_daily),
+            "approval_daily_above": (
+                amount(self.approval_daily_above) if self.approval_daily_above is not None else None
+            ),
             "reveal": self.reveal,
             "transfer_payees": list(self.transfer_payees),
             "tools": list(self.tools),
@@ -289,6 +295,7 @@ _COMMON_KEYS = {
     "confirm_above",
     "approval_above",
     "fund_daily",
+    "approval_daily_above",
     "reveal",
     "transfer_payees",
     "tools",
@@ -317,7 +324,7 @@ def _apply(
         path = f"{where}.{key}"
         if key in LIMIT_KEYS:
             changes[key] = _limit(value, source, path)
-        elif key in ("confirm_above", "approval_above", "fund_daily"):
+        elif key in ("confirm_above", "approval_above", "approval_daily_above", "fund_daily"):
             changes[key] = _limit(value, source, path)
         elif key == "currency":
             changes[key] = _currency(value, source, path)

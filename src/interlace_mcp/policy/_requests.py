@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
@@ -105,6 +105,10 @@ def begin(
     lease: float = 0.0,
     kill_switch: bool = False,
     fund: Decimal = Decimal(0),
+    approval_reasons: Sequence[str] = (),
+    approval_details: Mapping[str, Any] | None = None,
+    daily_approval: bool = False,
+    recheck: Sequence[Violation] = (),
 ) -> BeginResult:
     """New request, replay, resume or conflict -- and for a new one: check every rule and reserve, atomically.
 
@@ -114,6 +118,10 @@ def begin(
     unless another execution holds it (``busy``). ``kill_switch``: read the agent's freeze in this
     transaction too (a frozen agent starts nothing, new or known). ``fund``: an amount moved into the
     Infinity account (not spend), checked against and reserved in the funding window instead.
+    ``approval_reasons`` say why a human must approve (with ``needs_approval``); ``daily_approval``:
+    ``approval_daily_above`` applies, checked here with the windows. An approved request about
+    to start is checked again against ``policy`` (``recheck``: the rules the caller found broken now)
+    and refused -- released, stored -- when it tightened.
     """
     now = tx.now()
     approvals.expire_due(tx)
@@ -133,6 +141,14 @@ def begin(
             return BeginResult(existing, is_new=False, busy=True)
         resumed = existing.status == "executing"
         if not resumed:
+            tightened = approvals.execution_violations(
+                tx, existing, policy, recheck, issues_card=issues_card, fund=fund > 0
+            )
+            if tightened:
+                approvals.refuse_at_execution(tx, existing, tightened)
+                refused = get_request(tx, key)
+                assert refused is not None
+                return BeginResult(refused, is_new=False)
             tx.execute(
                 "UPDATE approvals SET status = 'used' WHERE id = ? AND status = 'approved'", (existing.approval_id,)
             )
@@ -153,6 +169,9 @@ def begin(
         violations += card_violations(tx, key, policy)
     if violations:
         raise Refusal(violations)
+    reasons = approvals.reasons_for(
+        tx, key, policy, spend, currency, asked=approval_reasons if needs_approval else (), daily=daily_approval
+    )
     entry_id = None
     if spend > 0:
         entry_id = reserve(tx, key, spend, currency, policy, now)
@@ -161,8 +180,11 @@ def begin(
     held = spend if spend > 0 else fund
     approval_id = None
     status = "executing"
-    if needs_approval:
-        approval_id = approvals.create(tx, key, held, currency, approval_summary, approval_ttl, now)
+    if needs_approval or reasons:
+        approval_id = approvals.open_for(
+            tx, key, policy, held, currency, approval_summary, approval_ttl, now, reasons=reasons,
+            details=approval_details,
+        )  # fmt: skip
         status = "pending_approval"
     keys = {step: str(uuid.uuid4()) for step in steps}
     args_json = json.dumps(args or {}, default=str)

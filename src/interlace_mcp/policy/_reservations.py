@@ -10,14 +10,24 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
-from interlace_mcp.money import to_minor
+from interlace_mcp.money import from_minor, to_minor
 from interlace_mcp.policy._policy import AgentPolicy
 from interlace_mcp.policy._rules import cards_violation, window_violation
 from interlace_mcp.policy._store import Reader, Tx
-from interlace_mcp.policy._values import RequestKey, Violation
+from interlace_mcp.policy._values import DayFigures, RequestKey, Violation
 from interlace_mcp.policy._windows import FUND_WINDOW, WINDOWS, iso_utc, window_keys
 
-__all__ = ["card_violations", "refuse_request", "reserve", "settle_entry", "totals", "window_violations"]
+__all__ = [
+    "card_violations",
+    "day_figures",
+    "held_card_violations",
+    "held_window_violations",
+    "refuse_request",
+    "reserve",
+    "settle_entry",
+    "totals",
+    "window_violations",
+]
 
 
 def totals(rx: Reader, scope: str, agent: str, currency: str, window: str, wkey: str) -> tuple[int, int]:
@@ -57,6 +67,64 @@ def window_violations(
             )
         )
     return out
+
+
+def day_figures(rx: Reader, scope: str, agent: str, policy: AgentPolicy, currency: str, now: float) -> DayFigures:
+    """The agent's calendar day (in its policy's timezone): daily limit, spent and reserved so far."""
+    reserved, committed = totals(rx, scope, agent, currency, "day", window_keys(now, policy.zone).day)
+    return DayFigures(policy.daily, from_minor(committed), from_minor(reserved), currency)
+
+
+def held_window_violations(
+    rx: Reader, key: RequestKey, policy: AgentPolicy, entry_id: int | None, spend: Decimal, currency: str, now: float
+) -> list[Violation]:
+    """The windows (under the CURRENT policy) that an already-reserved request breaks, its own reservation
+    not counted twice: an approved request is checked again just before it executes."""
+    if spend <= 0:
+        return []
+    keys = window_keys(now, policy.zone)
+    own = rx.one("SELECT * FROM spend_entries WHERE id = ?", (entry_id,)) if entry_id is not None else None
+    held: dict[str, str] = {}
+    mine = 0
+    if own is not None and own["state"] == "reserved":
+        held = {"day": own["day_key"], "week": own["week_key"], "month": own["month_key"], "lifetime": "all"}
+        mine = int(own["amount_minor"])
+    requested = to_minor(spend)
+    out: list[Violation] = []
+    for window, limit in policy.window_limits().items():
+        if limit is None:
+            continue
+        reserved, committed = totals(rx, key.scope, key.agent, currency, window, keys.key(window))
+        others = max(reserved - (mine if held.get(window) == keys.key(window) else 0), 0)
+        if committed + others + requested <= to_minor(limit):
+            continue
+        out.append(
+            window_violation(
+                window,
+                limit,
+                currency,
+                committed_minor=committed,
+                reserved_minor=others,
+                requested=spend,
+                resets=iso_utc(keys.resets[window]),
+            )
+        )
+    return out
+
+
+def held_card_violations(rx: Reader, key: RequestKey, policy: AgentPolicy) -> list[Violation]:
+    """``max_active_cards`` for an issue that is already counted as being issued (approved, about to run)."""
+    if policy.max_active_cards is None:
+        return []
+    active, pending = rx.one(
+        "SELECT (SELECT COUNT(*) FROM cards WHERE scope = ? AND agent = ? AND deleted_at IS NULL),"
+        " (SELECT COUNT(*) FROM requests WHERE scope = ? AND agent = ? AND tool = ? AND card_id IS NULL"
+        " AND status IN ('pending_approval', 'executing') AND request_id <> ?)",
+        (key.scope, key.agent, key.scope, key.agent, key.tool, key.request_id),
+    )
+    if int(active) + int(pending) + 1 <= policy.max_active_cards:
+        return []
+    return [cards_violation(policy.max_active_cards, int(active), int(pending))]
 
 
 def card_violations(rx: Reader, key: RequestKey, policy: AgentPolicy) -> list[Violation]:

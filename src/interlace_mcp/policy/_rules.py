@@ -15,9 +15,12 @@ from interlace_mcp.policy._values import Violation
 from interlace_mcp.policy._windows import epoch_to_iso
 
 __all__ = [
+    "approval_above_reason",
     "approval_denied_text",
     "approval_expired_text",
     "cards_violation",
+    "confirmation_band_reason",
+    "daily_approval_reason",
     "frozen_violation",
     "fund_violation",
     "payee_violation",
@@ -172,4 +175,47 @@ def approval_denied_text(approval_id: str, amount_minor: int, currency: str, by:
     return (
         f"approval {approval_id} for {format_amount(from_minor(amount_minor))} {currency} was denied"
         f" by {who}" + (f": {reason}" if reason else "") + "; the reservation was released"
+    )
+
+
+# ---- why a request needs a human (said to the agent, the human and the notice) ----------------------------
+
+
+def approval_above_reason(policy: AgentPolicy, amount: Decimal, currency: str) -> str | None:
+    """``amount`` is above the agent's ``approval_above`` threshold (a human must approve it out of band)."""
+    limit = policy.approval_above
+    if limit is None or amount <= limit:
+        return None
+    return (
+        f"{format_amount(amount)} {currency} is above this agent's approval threshold"
+        f" (approval_above {format_amount(limit)})"
+    )
+
+
+def confirmation_band_reason(policy: AgentPolicy, amount: Decimal, currency: str) -> str:
+    """In the confirmation band, but the client cannot ask its user: a human is asked out of band instead."""
+    band = f"above confirm_above {format_amount(policy.confirm_above or Decimal(0))}"
+    if policy.approval_above is not None:
+        band += f", up to approval_above {format_amount(policy.approval_above)}"
+    return (
+        f"{format_amount(amount)} {currency} is in this agent's confirmation band ({band}) and this client cannot"
+        " ask its user to confirm, so a human was asked out of band instead"
+    )
+
+
+def daily_approval_reason(
+    policy: AgentPolicy, amount: Decimal, currency: str, *, spent_minor: int, reserved_minor: int
+) -> str | None:
+    """The call would take the day's spent + reserved above ``approval_daily_above`` (splitting does not dodge it)."""
+    threshold = policy.approval_daily_above
+    if threshold is None or amount <= 0:
+        return None
+    total = spent_minor + reserved_minor + to_minor(amount)
+    if total <= to_minor(threshold):
+        return None
+    return (
+        f"it would take today's spend to {format_amount(from_minor(total))} {currency}"
+        f" ({format_amount(from_minor(spent_minor))} spent + {format_amount(from_minor(reserved_minor))} reserved"
+        f" + {format_amount(amount)} requested), above this agent's approval_daily_above"
+        f" {format_amount(threshold)}"
     )

@@ -180,4 +180,10 @@ MIGRATIONS: list[Migration] = [
             PRIMARY KEY (scope, transaction_id, action)
         )""",
     ],
+    # 5: what a human needs to decide, stored with the approval when it is created (tool, payee or
+    # card, the agent's memo or label as untrusted text, why it needs approval, the agent's day, and the
+    # payee's account ids the approval binds).
+    [
+        "ALTER TABLE approvals ADD COLUMN details_json TEXT NOT NULL DEFAULT '{}'",
+    ],
 ]

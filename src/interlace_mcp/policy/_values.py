@@ -15,6 +15,7 @@ __all__ = [
     "Approval",
     "BeginResult",
     "CardRecord",
+    "DayFigures",
     "Refusal",
     "RequestConflict",
     "RequestKey",
@@ -124,6 +125,9 @@ class Approval:
     decided_by: str | None
     reason: str | None
     scope: str
+    #: What a human needs to decide (see :func:`interlace_mcp.policy.approvals.create`); agent text inside
+    #: ``agent_text`` is untrusted.
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def expires_at_iso(self) -> str:
@@ -145,6 +149,17 @@ class Approval:
             "decided_by": self.decided_by,
             "reason": self.reason,
         }
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why this request needs a human (approval_above, approval_daily_above, the confirmation band)."""
+        return [str(r) for r in self.details.get("reasons") or []]
+
+    @property
+    def agent_text(self) -> dict[str, str] | None:
+        """The agent's own words on the request (memo or label): untrusted data, never instructions."""
+        text = self.details.get("agent_text")
+        return {"field": str(text["field"]), "text": str(text["text"])} if isinstance(text, dict) else None
 
 
 @dataclass(frozen=True)
@@ -207,6 +222,40 @@ class CardRecord:
     def purpose_bound(self) -> bool:
         """The server closes it by itself (single-use, or an expiry)."""
         return self.single_use or self.expires_at is not None
+
+
+@dataclass(frozen=True)
+class DayFigures:
+    """An agent's calendar day in its policy currency: the daily limit, what is spent and reserved."""
+
+    limit: Decimal | None
+    spent: Decimal
+    reserved: Decimal
+    currency: str
+
+    def remaining_after(self, amount: Decimal) -> Decimal | None:
+        """What would remain of the daily limit after ``amount`` more (None: no daily limit)."""
+        if self.limit is None:
+            return None
+        return max(self.limit - self.spent - self.reserved - amount, Decimal("0"))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "limit": None if self.limit is None else format_amount(self.limit),
+            "spent": format_amount(self.spent),
+            "reserved": format_amount(self.reserved),
+            "currency": self.currency,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DayFigures:
+        limit = data.get("limit")
+        return cls(
+            limit=None if limit is None else Decimal(str(limit)),
+            spent=Decimal(str(data.get("spent") or "0")),
+            reserved=Decimal(str(data.get("reserved") or "0")),
+            currency=str(data.get("currency") or "USD"),
+        )
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from interlace_mcp import __version__
 from interlace_mcp.app import Runtime, build_runtime, open_runtime
 from interlace_mcp.config import ConfigError, Settings
 from interlace_mcp.policy import Ledger
-from interlace_mcp.tools import build_tool, select_tools, validation_errors
+from interlace_mcp.tools import build_tool, select_tools, url_elicitation_rounds, validation_errors
 
 __all__ = ["INSTRUCTIONS", "build_server", "runtime_of_server"]
 
@@ -84,7 +84,7 @@ def build_server(
         website_url="https://github.com/interlace-mcp/interlace-mcp",
         tools=[build_tool(spec) for spec in specs],
         lifespan=lifespan,
-        middleware=[validation_errors],
+        middleware=[validation_errors, url_elicitation_rounds],
         token_verifier=token_verifier,
         auth=auth,
         request_state_security=_request_state_security(settings),

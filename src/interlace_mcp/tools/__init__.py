@@ -7,6 +7,7 @@ the gate, refusal handling and its audit record, and decides which tools are reg
 """
 
 from interlace_mcp.tools._caller import Caller, resolve_caller
+from interlace_mcp.tools._human import url_elicitation_rounds
 from interlace_mcp.tools._registry import (
     SPECS,
     TOOLSETS,
@@ -26,5 +27,6 @@ __all__ = [
     "readme_table",
     "resolve_caller",
     "select_tools",
+    "url_elicitation_rounds",
     "validation_errors",
 ]

@@ -20,17 +20,22 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import Context
 
 from interlace_mcp.app import Runtime
+from interlace_mcp.money import to_minor
 from interlace_mcp.operations import Operation, Refusal, not_found
 from interlace_mcp.policy import (
     AgentPolicy,
     CardRecord,
+    DayFigures,
     Payee,
     PolicyError,
     Reader,
     RequestKey,
     RequestRecord,
     Violation,
+    approval_above_reason,
     cards,
+    daily_approval_reason,
+    day_figures,
     frozen_violation,
     requests,
     tool_violation,
@@ -60,6 +65,7 @@ class _Look:
     record: RequestRecord | None
     card: CardRecord | None
     violations: list[Violation]
+    day: DayFigures | None
 
 
 def _look(
@@ -79,7 +85,10 @@ def _look(
     if card_id is not None:
         # A card closed since is still this agent's when the request is already known (its retry replays).
         card = cards.owned_card(rx, key.scope, key.agent, card_id, include_deleted=pre.record is not None)
-    return _Look(pre.frozen, pre.record, card, pre.violations)
+    # The day is read only where a human may be asked with it (the question, the daily approval rule).
+    wanted = policy.confirm_above is not None or policy.approval_daily_above is not None
+    day = day_figures(rx, key.scope, key.agent, policy, currency, rx.now()) if wanted and spend > 0 else None
+    return _Look(pre.frozen, pre.record, card, pre.violations, day)
 
 
 @dataclass(frozen=True)
@@ -103,6 +112,11 @@ class Caller:
     #: This call is refused before anything is asked, reserved or moved.
     refusal: Refusal | None = None
     dry_run: bool = False
+    #: The agent's day as the evaluation read it (for the human's question).
+    day: DayFigures | None = None
+    #: Why a new request would need a human's approval, as read now (the ledger decides again, atomically,
+    #: when it reserves): a confirmation question is never asked about a call that needs approval anyway.
+    approval: list[str] = field(default_factory=list)
 
     def refused(self, refusal: Refusal) -> Caller:
         return replace(self, refusal=refusal)
@@ -139,10 +153,35 @@ class Caller:
             op.record = look.card  # card operations show its label and who froze it
         stateless = [v for v in (frozen_violation(self.agent, look.frozen),) if v is not None]
         stateless += op.violations(self.policy, self.payees)
-        caller = replace(caller, stateless=stateless, known=look.record)
+        if look.record is not None and look.record.status == "pending_approval":
+            stateless += op.binding_violations(look.record)  # checked again when the approved request starts
+        approval: list[str] = []
+        if op.spec.needs_consent:
+            found = [approval_above_reason(self.policy, op.spend, op.currency)]
+            if look.day is not None:
+                spent, reserved = to_minor(look.day.spent), to_minor(look.day.reserved)
+                found.append(
+                    daily_approval_reason(
+                        self.policy, op.spend, op.currency, spent_minor=spent, reserved_minor=reserved
+                    )
+                )
+            approval = [why for why in found if why is not None]
+        caller = replace(caller, stateless=stateless, known=look.record, day=look.day, approval=approval)
         if look.record is None and not dry_run and (stateless or look.violations):
             return caller.refused(Refusal(stateless + look.violations))
         return caller
+
+    async def refreshed(self) -> Caller:
+        """This call's caller again under the CURRENT policy (after waiting for a human: the policy may have
+        changed meanwhile, and an approved request runs only if it still allows it)."""
+        snapshot = self.runtime.policies.current()
+        policy = snapshot.for_agent(self.agent)
+        gate = [v for v in (tool_violation(policy, self.tool),) if v is not None]
+        fresh = Caller(self.runtime, self.agent, self.tool, policy, snapshot.payees, self.runtime.policies.error, gate)
+        if gate:
+            return fresh.refused(Refusal(gate))
+        assert self.operation is not None
+        return await fresh.evaluate(self.operation)
 
 
 async def resolve_caller(ctx: Context[Any, Any]) -> Caller:

@@ -20,11 +20,11 @@ from mcp.server.mcpserver import AcceptedElicitation, Context, Elicit, Elicitati
 from pydantic import BaseModel, Field
 
 from interlace_mcp.money import format_amount
-from interlace_mcp.operations import Refusal
+from interlace_mcp.operations import Refusal, day_text, quoted_agent_text, what_text
 from interlace_mcp.policy import AgentPolicy
 from interlace_mcp.tools._caller import Caller
 
-__all__ = ["Confirm", "Confirmation", "confirmation_for", "needs_out_of_band"]
+__all__ = ["Confirm", "Confirmation", "confirmation_for", "needs_out_of_band", "question"]
 
 
 class Confirm(BaseModel):
@@ -51,7 +51,24 @@ def _should_ask(caller: Caller) -> bool:
     op = caller.operation
     if op is None or caller.refusal is not None or caller.gate or caller.dry_run or caller.known is not None:
         return False  # refused, a dry run, or a retry of a known request: its stored state decides
+    if caller.approval:
+        return False  # it needs a human's approval anyway (e.g. approval_daily_above): never asked twice
     return op.spec.needs_consent and in_band(caller.policy, op.governed)
+
+
+def question(caller: Caller) -> str:
+    """The confirmation question: who asks for what (tool, amount, payee or card), the agent's memo or label
+    as quoted untrusted text, and what remains of the day after it."""
+    op = caller.operation
+    assert op is not None
+    details = op.approval_details()
+    text = f"Agent {caller.agent!r} asks to {what_text(details)}"
+    quoted = quoted_agent_text(details)
+    if quoted:
+        text += f"; {quoted}"
+    if caller.day is not None:
+        text += f". {day_text(caller.day, op.spend, included=False)}".replace(". today", ". Today")
+    return text + f". Request {op.request_id}. Allow it?"
 
 
 def confirmation_for(caller_resolver: Callable[..., Awaitable[Caller]]) -> Callable[..., Awaitable[Any]]:
@@ -62,13 +79,7 @@ def confirmation_for(caller_resolver: Callable[..., Awaitable[Caller]]) -> Calla
     ) -> Elicit[Confirm] | None:
         if not _should_ask(caller) or not _client_can_be_asked(ctx):
             return None
-        op = caller.operation
-        assert op is not None
-        return Elicit(
-            f"Agent {caller.agent!r} asks to {op.spec.name.replace('_', ' ')} {format_amount(op.governed)}"
-            f" {op.currency} (request {op.request_id}). Allow it?",
-            Confirm,
-        )
+        return Elicit(question(caller), Confirm)
 
     ask.__name__ = ask.__qualname__ = f"confirm_{caller_resolver.__name__.strip('_')}"
     return ask

@@ -35,6 +35,7 @@ from interlace_mcp.operations import (
 from interlace_mcp.tools import account, cards, funding, spend, transfers
 from interlace_mcp.tools._caller import Caller, rate_limited
 from interlace_mcp.tools._errors import as_refusal, refusal_code, refusal_result
+from interlace_mcp.tools._human import OpenUrlRound
 
 __all__ = ["SPECS", "TOOLSETS", "ToolSpec", "build_tool", "readme_table", "select_tools", "validation_errors"]
 
@@ -146,6 +147,9 @@ def _guard(spec: ToolSpec) -> Callable[..., Awaitable[Any]]:
         started = time.perf_counter()
         try:
             result = await checked(*args, **kwargs)
+        except OpenUrlRound:  # a 2026-07-28 round that asks the client to open a page: not a failure
+            metrics.tool_call(spec.name, time.perf_counter() - started)
+            raise
         except Exception:  # a crash (the SDK answers "Error executing tool"); a cancellation is not counted
             metrics.tool_call(spec.name, time.perf_counter() - started, error=True)
             raise
@@ -164,6 +168,19 @@ def _guard(spec: ToolSpec) -> Callable[..., Awaitable[Any]]:
         else:
             try:
                 result = await spec.fn(*args, **kwargs)
+            except OpenUrlRound:
+                # The request is pending and the client is asked to show the human its page; its retry (the
+                # next round of this call) waits for the decision. Recorded like the pending result it is.
+                await rt.record(
+                    agent=agent,
+                    tool=spec.name,
+                    event="tool_call",
+                    arguments=_audit_arguments(kwargs),
+                    amount=str(kwargs["amount"]) if "amount" in kwargs else None,
+                    request_id=kwargs.get("request_id"),
+                    outcome="ok:pending_approval",
+                )
+                raise
             except (Refusal, InterlaceError, AuditWriteError) as exc:
                 refusal = as_refusal(exc, what=what)
                 assert refusal is not None

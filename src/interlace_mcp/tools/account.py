@@ -15,6 +15,7 @@ from interlace_mcp.operations import (
     RequestStatus,
     WalletInfo,
     not_found,
+    pending_message,
     refusal_from_upstream,
 )
 from interlace_mcp.policy import approvals, requests
@@ -88,10 +89,8 @@ async def get_request_status(
         result = MoneyMovement.model_validate({**(record.result or {}), "replayed": True})
     elif record.status == "pending_approval":
         status = "pending_approval"
-        if approval is not None and approval.status == "approved":
-            message = "approved: call the same tool again with the same request_id to execute it"
-        else:
-            message = "waiting for a human to approve or deny it"
+        url = rt.approval_url(record.approval_id) if record.approval_id else None
+        message = pending_message(record, replayed=True, url=url)
     elif record.status == "refused":
         code = str((record.result or {}).get("code", ""))
         status = {"approval_denied": "denied", "approval_expired": "expired"}.get(code, "refused")
@@ -107,6 +106,9 @@ async def get_request_status(
         currency=record.currency,
         approval_id=record.approval_id,
         expires_at=approval.expires_at_iso if approval and status == "pending_approval" else None,
+        approval_url=(
+            rt.approval_url(record.approval_id) if record.approval_id and status == "pending_approval" else None
+        ),
         result=result,
         message=message,
         sandbox=rt.sandbox,

@@ -39,8 +39,8 @@ from interlace_mcp.operations import (
 from interlace_mcp.policy import CardRecord, cards, epoch_to_iso, three_ds
 from interlace_mcp.tools._caller import Caller, resolve_caller
 from interlace_mcp.tools._confirm import Confirmation, confirmation_for
+from interlace_mcp.tools._human import ask_to_open, is_modern
 from interlace_mcp.tools._money import run_tool
-from interlace_mcp.tools._open_url import ask_client_to_open
 from interlace_mcp.tools._params import (
     Amount,
     CardId,
@@ -154,7 +154,31 @@ async def _top_up_caller(
         check_currency(currency)
     except Refusal as refusal:
         return caller.refused(refusal)
-    return await caller.evaluate(CardTransfer("in", card_id, amount, request_id, currency), dry_run=dry_run)
+    op = CardTransfer("in", card_id, amount, request_id, currency)
+    checked = await caller.evaluate(op, dry_run=dry_run)
+    if checked.refusal is None and not checked.gate and _human_may_see(checked):
+        op.last_four = await _last_four(checked, card_id)  # the human is shown which card
+    return checked
+
+
+def _human_may_see(caller: Caller) -> bool:
+    """Whether a human may be asked about this call (a confirmation band or an approval rule is set)."""
+    policy = caller.policy
+    return any(x is not None for x in (policy.confirm_above, policy.approval_above, policy.approval_daily_above))
+
+
+async def _last_four(caller: Caller, card_id: str) -> str | None:
+    """The card's last four digits: known in this process, else one read (None when Interlace cannot say)."""
+    rt = caller.runtime
+    card = rt.cards.get(card_id)
+    if card is None:
+        try:
+            card = await rt.api.get_card(card_id)
+        except (InterlaceError, RuntimeError):
+            return None
+        rt.cards.put(card)
+    last = card.card_last_four
+    return last if last is not None and len(last) == 4 and last.isdigit() else None
 
 
 _confirm_top_up = confirmation_for(_top_up_caller)
@@ -307,13 +331,18 @@ async def _reveal_to_human(caller: Caller, ctx: Context[Any, Any], masked: CardR
     rt = caller.runtime
     url, expires_at = await create_reveal_link(rt, caller.agent, masked.card_id)
     ending = f" ending {masked.last_four}" if masked.last_four else ""
-    opened = await ask_client_to_open(
-        ctx,
-        url,
-        f"Open this page to see card{ending} (agent {caller.agent}); it needs an operator's sign-in, works once"
-        f" and expires at {epoch_to_iso(expires_at)}.",
-    )
-    logger.info("reveal link for agent %s card %s (client opened it: %s)", caller.agent, masked.card_id, opened)
+    # Asked live where the session has a back channel (2025 era). A 2026-07-28 round trip would re-run this
+    # call and mint a second link, so there the link simply stays in the result for the agent to pass on.
+    opened: str = "not asked"
+    if not is_modern(ctx):
+        opened = await ask_to_open(
+            ctx,
+            key=f"reveal:{masked.card_id}:{expires_at:.0f}",
+            message=f"Open this page to see card{ending} (agent {caller.agent}); it needs an operator's sign-in,"
+            f" works once and expires at {epoch_to_iso(expires_at)}.",
+            url=url,
+        )
+    logger.info("reveal link for agent %s card %s (client answered: %s)", caller.agent, masked.card_id, opened)
     return masked.model_copy(update={"reveal_url": url})
 
 

@@ -71,6 +71,9 @@ async def get_spend_status(caller: Annotated[Caller, Resolve(resolve_caller)]) -
         active_cards=seen.active_cards,
         approval_above=format_amount(policy.approval_above) if policy.approval_above is not None else None,
         funding=FundingWindow.model_validate(seen.funding.as_dict()),
+        approval_daily_above=(
+            format_amount(policy.approval_daily_above) if policy.approval_daily_above is not None else None
+        ),
         pending_approvals=[
             PendingApproval(
                 approval_id=a.id,
@@ -81,6 +84,7 @@ async def get_spend_status(caller: Annotated[Caller, Resolve(resolve_caller)]) -
                 summary=a.summary,
                 status=a.status,
                 expires_at=a.expires_at_iso,
+                approval_url=rt.approval_url(a.id),
             )
             for a in open_approvals
         ],
