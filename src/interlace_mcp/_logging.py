@@ -40,6 +40,9 @@ _TOKEN_FIELD = re.compile(
     r"""|refreshToken|token|api[_-]?key|apikey|client[_-]?secret|clientSecret|password|secret|authorization)"""
     r"""["']?\s*[:=]\s*["']?(?:bearer\s+)?)([^\s"',}&#;]+)"""
 )
+#: A one-time reveal link's token (``/dashboard/reveal/<token>``, or ``reveal:<token>`` as a question's key):
+#: whoever reads the log must not be able to open the card's page.
+_REVEAL_TOKEN = re.compile(r"(reveal[/:])[A-Za-z0-9_-]{20,100}")
 _BEARER = re.compile(r"(?i)(bearer\s+)([A-Za-z0-9._~+/=-]{8,})")
 
 
@@ -87,6 +90,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     text = _SERVER_TOKEN.sub(lambda m: m.group(1) + "[secret]", text)
     text = _TOKEN_FIELD.sub(lambda m: m.group(1) + "[secret]", text)
     text = _BEARER.sub(lambda m: m.group(1) + "[secret]", text)
+    text = _REVEAL_TOKEN.sub(lambda m: m.group(1) + "[secret]", text)
     text = mask_card_numbers(text)
     return _CVV_FIELD.sub(lambda m: m.group(1) + "***", text)
 

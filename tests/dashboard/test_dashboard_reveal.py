@@ -14,7 +14,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import ElicitRequestParams, ElicitResult
 
 from dashboard.support import AGENT_TOKEN, POLICY, browser_like, csrf_of, in_process, make_app, runtime_of, sign_in
-from helpers import Clock, ServerFactory, call, sandbox_of
+from helpers import Clock, ServerFactory, call, runtime, sandbox_of
 from interlace_mcp.policy import Ledger, reveals
 from interlace_mcp.sandbox import create_sandbox_app
 
@@ -119,16 +119,17 @@ class Opener:
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
 async def test_a_url_capable_client_is_asked_to_open_the_link(make_server: ServerFactory, mode: str) -> None:
-    """Legacy sessions get a URL-mode elicitation with the link; on 2026-07-28 the SDK cannot ask mid-call, so the
-    link is only in the result -- either way the call succeeds and the number is nowhere."""
+    """Legacy sessions get a live URL-mode elicitation with the link; 2026-07-28 gets it inside an
+    InputRequiredResult and the client's retry answers with that same link (one link, not two) -- either way
+    the call succeeds and the number is nowhere."""
     opener = Opener()
-    async with Client(make_server(policy=HUMAN), mode=mode, elicitation_callback=opener) as c:
+    server = make_server(policy=HUMAN)
+    async with Client(server, mode=mode, elicitation_callback=opener) as c:
         card_id = (await call(c, "issue_card", {"amount": "5.00", "request_id": "u-1"}))["card"]["card_id"]
         shown = await call(c, "get_card", {"card_id": card_id, "reveal": True})
     assert shown["reveal_url"] and shown["card_number"] is None
     assert shown["reveal_url"].startswith("http://127.0.0.1:8767/dashboard/reveal/")  # no INTERLACE_PUBLIC_URL
-    if mode == "legacy":
-        assert [(p.mode, p.url) for p in opener.asked] == [("url", shown["reveal_url"])]
-        assert "operator" in opener.asked[0].message
-    else:
-        assert opener.asked == []
+    assert [(p.mode, p.url) for p in opener.asked] == [("url", shown["reveal_url"])]
+    assert "operator" in opener.asked[0].message
+    links = await runtime(server).store.read(lambda rx: rx.all("SELECT card_id, agent FROM reveal_links"))
+    assert [(row["card_id"], row["agent"]) for row in links] == [(card_id, "default")]

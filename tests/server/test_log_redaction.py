@@ -65,6 +65,23 @@ def test_tokens_and_token_query_values_are_masked(line: str) -> None:
     assert "[secret]" in cleaned
 
 
+REVEAL_TOKEN = "Zq3x_9-abcdefghijklmnopqrstuvwxyz0123456789AB"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f'127.0.0.1:5555 - "GET /dashboard/reveal/{REVEAL_TOKEN} HTTP/1.1" 303',
+        f"the client did not take the URL elicitation reveal:{REVEAL_TOKEN}: refused",
+    ],
+)
+def test_a_reveal_links_token_is_masked(line: str) -> None:
+    """Whoever reads the log (uvicorn's access line, a question's key) cannot open the card's one-time page."""
+    cleaned = redact(line)
+    assert REVEAL_TOKEN not in cleaned and REVEAL_TOKEN[:12] not in cleaned
+    assert "reveal/[secret]" in cleaned or "reveal:[secret]" in cleaned
+
+
 @pytest.mark.parametrize("shape", CARD_SHAPES)
 def test_card_numbers_with_any_separators_are_masked(shape: str) -> None:
     """A Luhn-valid 13-19 digit number with any separator between its groups is masked, keeping the last four."""

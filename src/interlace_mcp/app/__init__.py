@@ -27,7 +27,13 @@ from interlace_mcp.app._operator import (
     set_agent_frozen,
 )
 from interlace_mcp.app._recovery import Difference, ReconcileReport, RecoveryReport, reconcile, recover
-from interlace_mcp.app._reveal import DEFAULT_DASHBOARD_URL, REVEAL_PATH, create_reveal_link, dashboard_base
+from interlace_mcp.app._reveal import (
+    DEFAULT_DASHBOARD_URL,
+    REVEAL_PATH,
+    create_reveal_link,
+    dashboard_base,
+    open_reveal_link,
+)
 from interlace_mcp.app._runtime import PolicyStore, RateLimiter, RevealLimiter, Runtime, Wakeups
 from interlace_mcp.app._watcher import CardWatcher
 from interlace_mcp.app._webhooks import (
@@ -73,6 +79,7 @@ __all__ = [
     "fund_as_operator",
     "interlace_client",
     "maintain",
+    "open_reveal_link",
     "open_runtime",
     "police",
     "receive_webhook",

@@ -13,7 +13,7 @@ from interlace_mcp.app._runtime import Runtime
 from interlace_mcp.config import Settings
 from interlace_mcp.policy import reveals, token_digest
 
-__all__ = ["DEFAULT_DASHBOARD_URL", "REVEAL_PATH", "create_reveal_link", "dashboard_base"]
+__all__ = ["DEFAULT_DASHBOARD_URL", "REVEAL_PATH", "create_reveal_link", "dashboard_base", "open_reveal_link"]
 
 #: Where the reveal page lives (the dashboard serves it).
 REVEAL_PATH = "/dashboard/reveal/"
@@ -34,3 +34,17 @@ async def create_reveal_link(rt: Runtime, agent: str, card_id: str) -> tuple[str
         reveals.create_link, token_digest(token), scope=rt.scope, agent=agent, card_id=card_id
     )
     return f"{dashboard_base(rt.settings)}{REVEAL_PATH}{token}", expires_at
+
+
+async def open_reveal_link(rt: Runtime, token: str, agent: str, card_id: str) -> tuple[str, float] | None:
+    """The still-usable link of ``token`` for this agent's ``card_id``: (its URL, expiry); None otherwise.
+
+    For a call that comes back with the client's answer (2026-07-28 rounds): it refers to the link it was
+    asked to open instead of minting a second one.
+    """
+    link = await rt.store.read(reveals.peek_link, token_digest(token))
+    if link is None or link.scope != rt.scope or link.agent != agent or link.card_id != card_id:
+        return None
+    if not link.usable(rt.store.now()):
+        return None
+    return f"{dashboard_base(rt.settings)}{REVEAL_PATH}{token}", link.expires_at

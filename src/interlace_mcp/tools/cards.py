@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import anyio
 from mcp.server.mcpserver import Context, Resolve
 
-from interlace_mcp.app import AUTO_CLOSE_PREFIX, create_reveal_link, police
+from interlace_mcp.app import AUTO_CLOSE_PREFIX, create_reveal_link, open_reveal_link, police
 from interlace_mcp.client import InterlaceError
 from interlace_mcp.money import format_amount
 from interlace_mcp.operations import (
@@ -39,7 +39,7 @@ from interlace_mcp.operations import (
 from interlace_mcp.policy import CardRecord, cards, epoch_to_iso, three_ds
 from interlace_mcp.tools._caller import Caller, resolve_caller
 from interlace_mcp.tools._confirm import Confirmation, confirmation_for
-from interlace_mcp.tools._human import ask_to_open, is_modern
+from interlace_mcp.tools._human import ask_to_open
 from interlace_mcp.tools._money import run_tool
 from interlace_mcp.tools._params import (
     Amount,
@@ -327,23 +327,34 @@ async def _own_or_closed(caller: Caller, card_id: str) -> CardRecord:
 
 
 async def _reveal_to_human(caller: Caller, ctx: Context[Any, Any], masked: CardResult) -> CardResult:
-    """reveal = "human": a one-time dashboard link instead of the number, and the client asked to open it."""
+    """reveal = "human": a one-time dashboard link instead of the number, and the client asked to open it.
+
+    2025 era: asked live. 2026-07-28: the first round asks inside an InputRequiredResult under the key
+    ``reveal:<token>``; the client's retry brings the answer under that key, and the retry answers with that
+    same link (never a second one). The key holds no more than the URL the client is shown anyway, and logs
+    mask it.
+    """
     rt = caller.runtime
+    for key in ctx.input_responses or {}:
+        if key.startswith(_REVEAL_KEY):
+            known = await open_reveal_link(rt, key[len(_REVEAL_KEY) :], caller.agent, masked.card_id)
+            if known is not None:
+                logger.info("reveal link for agent %s card %s: the client answered", caller.agent, masked.card_id)
+                return masked.model_copy(update={"reveal_url": known[0]})
     url, expires_at = await create_reveal_link(rt, caller.agent, masked.card_id)
     ending = f" ending {masked.last_four}" if masked.last_four else ""
-    # Asked live where the session has a back channel (2025 era). A 2026-07-28 round trip would re-run this
-    # call and mint a second link, so there the link simply stays in the result for the agent to pass on.
-    opened: str = "not asked"
-    if not is_modern(ctx):
-        opened = await ask_to_open(
-            ctx,
-            key=f"reveal:{masked.card_id}:{expires_at:.0f}",
-            message=f"Open this page to see card{ending} (agent {caller.agent}); it needs an operator's sign-in,"
-            f" works once and expires at {epoch_to_iso(expires_at)}.",
-            url=url,
-        )
+    opened = await ask_to_open(
+        ctx,
+        key=_REVEAL_KEY + url.rsplit("/", 1)[1],
+        message=f"Open this page to see card{ending} (agent {caller.agent}); it needs an operator's sign-in,"
+        f" works once and expires at {epoch_to_iso(expires_at)}.",
+        url=url,
+    )
     logger.info("reveal link for agent %s card %s (client answered: %s)", caller.agent, masked.card_id, opened)
     return masked.model_copy(update={"reveal_url": url})
+
+
+_REVEAL_KEY = "reveal:"
 
 
 async def list_cards(caller: Annotated[Caller, Resolve(resolve_caller)], status: CardStatus | None = None) -> CardList:
