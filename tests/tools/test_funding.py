@@ -312,7 +312,8 @@ async def test_a_client_that_can_be_asked_confirms_the_funding_in_the_band(
     async with Client(make_server(policy=policy), elicitation_callback=human) as c:
         done = await call(c, "fund_account", fund_args("10.00", "asked", currency="USDC"))
     assert done["status"] == "completed"
-    assert len(asked) == 1 and "fund account 10.00 USDC" in asked[0], asked
+    wanted = "fund_account 10.00 USDC from the account's stablecoin wallet into its Infinity account"
+    assert len(asked) == 1 and wanted in asked[0], asked
     assert [m["amount"] for m in fundings(sandbox_app)] == ["10.00"]
 
 

@@ -49,6 +49,8 @@ def what_text(details: Mapping[str, Any]) -> str:
         )
     if tool == "issue_card":
         text += " (a new card)"
+    if tool == "fund_account":
+        text += " from the account's stablecoin wallet into its Infinity account"
     return text
 
 
