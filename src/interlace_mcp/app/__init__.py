@@ -26,6 +26,7 @@ from interlace_mcp.app._operator import (
     fund_as_operator,
     set_agent_frozen,
 )
+from interlace_mcp.app._proof import emulator_payee, prove_emulator
 from interlace_mcp.app._recovery import Difference, ReconcileReport, RecoveryReport, reconcile, recover
 from interlace_mcp.app._reveal import DEFAULT_DASHBOARD_URL, REVEAL_PATH, create_reveal_link, dashboard_base
 from interlace_mcp.app._runtime import PolicyStore, RateLimiter, RevealLimiter, Runtime, Wakeups
@@ -70,11 +71,13 @@ __all__ = [
     "decide_approval",
     "decide_approval_sync",
     "dedup_key",
+    "emulator_payee",
     "fund_as_operator",
     "interlace_client",
     "maintain",
     "open_runtime",
     "police",
+    "prove_emulator",
     "receive_webhook",
     "reconcile",
     "recover",
