@@ -365,8 +365,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         return _serve_http(args, settings)
     server = build_server(settings)
     upstream = server.interlace_runtime.upstream  # type: ignore[attr-defined]
-    # A custom upstream is challenged when the server starts (app.prove_emulator logs what it decided and why).
-    if not upstream.sandbox and not upstream.unproven:
+    # A custom loopback upstream is challenged when the server starts: app.prove_emulator warns if it fails.
+    if not upstream.sandbox and not (upstream.unproven and upstream.loopback):
         print(stdio_production_warning(serving=True), file=sys.stderr)
     if upstream.embedded:
         print(

@@ -254,3 +254,25 @@ async def test_the_identity_answer_is_a_proof_for_one_nonce_and_never_the_secret
         for bad in ("", "zz" * 32, nonce[:-2], nonce.upper()):
             refused = await http.post(IDENTITY, json={"nonce": bad, "clientId": CLIENT_ID})
             assert refused.status_code == 400, (bad, refused.text)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "env", "sandbox", "unproven"),
+    [
+        ("http://127.0.0.1:8766", None, False, True),
+        ("http://localhost:8766", "sandbox", False, True),  # declaring it proves nothing on loopback either
+        ("https://proxy.internal.example", None, False, True),
+        ("https://api-sandbox.interlace.money", None, True, False),  # Interlace's own hosts: known by name
+        ("https://api.interlace.money", None, False, False),
+    ],
+)
+def test_before_the_challenge_no_custom_url_is_the_emulator(
+    base_url: str, env: str | None, sandbox: bool, unproven: bool
+) -> None:
+    """Resolving settings touches no network and decides nothing in a custom URL's favour."""
+    from interlace_mcp.config import resolve_upstream
+
+    settings = Settings(_env_file=None, base_url=base_url, env=env, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)  # type: ignore[call-arg]
+    upstream = resolve_upstream(settings)
+    assert (upstream.emulator, upstream.sandbox, upstream.unproven) == (False, sandbox, unproven)
+    assert CLIENT_SECRET not in repr(upstream)

@@ -44,15 +44,16 @@ async def prove_emulator(runtime: Runtime) -> Upstream:
     try:
         answer = await runtime.api.sandbox_identity(nonce)
     except InterlaceError as exc:
-        status = f"HTTP {exc.status_code}" if exc.status_code is not None else type(exc).__name__
-        reason = f"it did not answer the identity challenge ({status})"
+        # The status only: an error's message may be the upstream's own text.
+        status = f"HTTP {exc.status_code}" if exc.status_code is not None else _no_answer(exc)
+        reason = f"the identity challenge failed: {status}"
     else:
         proof = answer.get("proof")
         expected = identity_proof(upstream.client_secret, upstream.client_id, nonce)
         if answer.get("emulator") != IDENTITY_MARKER:
-            reason = "its answer to the identity challenge lacks the emulator's marker"
+            reason = "the identity challenge failed: the answer lacks the emulator's marker"
         elif not isinstance(proof, str) or not hmac.compare_digest(proof.encode(), expected.encode()):
-            reason = "its answer to the identity challenge is not a valid proof for these credentials"
+            reason = "the identity challenge failed: the answer is not a valid proof for these credentials"
     if reason is None:
         decided = replace(
             upstream,
@@ -78,3 +79,9 @@ async def prove_emulator(runtime: Runtime) -> Upstream:
             logger.info("upstream %s %s: treated as %s", upstream.base_url, decided.why, mark)
     runtime.upstream = decided
     return decided
+
+
+def _no_answer(exc: InterlaceError) -> str:
+    """Why there was no HTTP answer (timeout, refused connection), in a few words of our own."""
+    cause = exc.__cause__
+    return f"no answer ({type(cause).__name__ if cause is not None else type(exc).__name__})"
