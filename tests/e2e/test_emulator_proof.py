@@ -276,3 +276,31 @@ def test_before_the_challenge_no_custom_url_is_the_emulator(
     upstream = resolve_upstream(settings)
     assert (upstream.emulator, upstream.sandbox, upstream.unproven) == (False, sandbox, unproven)
     assert CLIENT_SECRET not in repr(upstream)
+
+
+async def test_over_http_a_loopback_upstream_that_is_not_our_emulator_gets_production_defaults(
+    tmp_path: Path,
+) -> None:
+    """``serve --transport http`` (bearer token, the official client over streamable HTTP): the same production
+    defaults, and ``/healthz`` says ``sandbox: false``."""
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    from interlace_mcp.policy import token_digest
+    from interlace_mcp.server import build_http_app
+
+    upstream = NotOurEmulator("forged")
+    async with serving(upstream) as upstream_url:  # type: ignore[arg-type]
+        app = build_http_app(loopback_settings(tmp_path, upstream_url, cardholder_id=CARDHOLDER_ID), backoff=False)
+        app.state.interlace_runtime.ledger.add_token("shopper", token_digest("tok-shopper-0123456789"))
+        try:
+            async with serving(app) as base:
+                async with httpx.AsyncClient(timeout=10) as raw:
+                    health = (await raw.get(f"{base}/healthz")).json()
+                assert health["sandbox"] is False
+                headers = {"Authorization": "Bearer tok-shopper-0123456789"}
+                async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+                    async with Client(streamable_http_client(f"{base}/mcp", http_client=http)) as c:
+                        await production_defaults(c, upstream)
+        finally:
+            app.state.interlace_runtime.close()
