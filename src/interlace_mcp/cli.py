@@ -365,7 +365,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         return _serve_http(args, settings)
     server = build_server(settings)
     upstream = server.interlace_runtime.upstream  # type: ignore[attr-defined]
-    if not upstream.sandbox:
+    # A custom loopback upstream is challenged when the server starts: app.prove_emulator warns if it fails.
+    if not upstream.sandbox and not (upstream.unproven and upstream.loopback):
         print(stdio_production_warning(serving=True), file=sys.stderr)
     if upstream.embedded:
         print(
@@ -559,8 +560,16 @@ async def _client(settings: Settings, *, discover: bool = False) -> AsyncIterato
 # ---- check / doctor ------------------------------------------------------------------------------
 
 
+async def _decide_upstream(runtime: Runtime) -> None:
+    """Open the client only to challenge a custom upstream (app.prove_emulator): no discovery, no recovery."""
+    async with open_runtime(runtime, discover=False):
+        pass
+
+
 def _check(settings: Settings) -> int:
     runtime = build_runtime(settings)
+    if runtime.upstream.unproven:
+        anyio.run(_decide_upstream, runtime)
     upstream = runtime.upstream
     if not upstream.sandbox:
         print(stdio_production_warning(serving=False), file=sys.stderr)
@@ -576,6 +585,7 @@ def _check(settings: Settings) -> int:
         f"upstream: {'embedded sandbox (no real money)' if upstream.embedded else upstream.base_url}"
         f"{' [sandbox]' if upstream.sandbox else ' [PRODUCTION: real money]'}"
     )
+    print(f"emulator: {'yes' if upstream.emulator else 'no'} ({upstream.why})")
     print(f"database: {mask_url(settings.resolved_database_url())}")
     print(f"policy: {policy.source}")
     tools = select_tools(read_only=settings.read_only, toolsets=settings.toolset_names(), sandbox=upstream.sandbox)

@@ -487,24 +487,43 @@ def _check_database(settings: Settings) -> None:
 
 @dataclass(frozen=True)
 class Upstream:
-    """Which Interlace the server talks to, resolved once at startup."""
+    """Which Interlace the server talks to, resolved once at startup.
+
+    A custom INTERLACE_BASE_URL starts ``unproven``: whether it is our emulator is decided when the runtime opens,
+    by :func:`interlace_mcp.app.prove_emulator` (the emulator answers a challenge only it can answer); until then,
+    and whenever that fails, it gets production defaults. Being on loopback proves nothing (a local proxy in front
+    of Interlace is on loopback too).
+    """
 
     embedded: bool
     base_url: str
     client_id: str
     client_secret: str
-    #: True when no real money can move: the emulator, or Interlace's own sandbox.
+    #: True when no real money can move: our emulator (proven), or Interlace's own sandbox host.
     sandbox: bool
-    #: True for our emulator (embedded, or `interlace-mcp sandbox` on a loopback port).
+    #: True for our emulator: embedded (by construction), or an upstream that proved it is (identity challenge).
+    #: Only then do the built-in sandbox defaults apply (reveal on, the seeded payee ``sandbox-payee``).
     emulator: bool = False
+    #: A custom base URL not yet challenged: may still prove it is our emulator when the runtime opens.
+    unproven: bool = False
+    #: Why ``sandbox`` / ``emulator`` are what they are (for ``check`` and the startup log).
+    why: str = ""
 
     @property
     def scope(self) -> str:
         """Ledger scope prefix: spend on one upstream never mixes with another's."""
         return self.base_url.rstrip("/")
 
+    @property
+    def loopback(self) -> bool:
+        """The base URL's host is a loopback address."""
+        return not self.embedded and _is_loopback(urlsplit(self.base_url).hostname or "")
+
     def __repr__(self) -> str:  # never show the secret
-        return f"Upstream(embedded={self.embedded}, base_url={self.base_url!r}, sandbox={self.sandbox})"
+        return (
+            f"Upstream(embedded={self.embedded}, base_url={self.base_url!r}, sandbox={self.sandbox}, "
+            f"emulator={self.emulator}, unproven={self.unproven})"
+        )
 
 
 def resolve_upstream(settings: Settings) -> Upstream:
@@ -527,6 +546,7 @@ def resolve_upstream(settings: Settings) -> Upstream:
             client_secret=CLIENT_SECRET,
             sandbox=True,
             emulator=True,
+            why="the embedded emulator (in this process, by construction)",
         )
     missing = [name for name in ("INTERLACE_CLIENT_ID", "INTERLACE_CLIENT_SECRET") if not given[name]]
     if missing:
@@ -548,20 +568,25 @@ def resolve_upstream(settings: Settings) -> Upstream:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise _problem("base_url", settings.base_url, "is not an http(s) URL")
-        host = (parts.hostname or "").lower()
-        sandbox = (
-            settings.env == "sandbox"
-            or base_url == SANDBOX_BASE_URL
-            or host in _LOOPBACK_HOSTS
-            or host.startswith("127.")
-        )
-        if parts.scheme == "http" and not sandbox:
+        loopback = _is_loopback(parts.hostname or "")
+        if parts.scheme == "http" and not (loopback or settings.env == "sandbox"):
             raise _problem("base_url", settings.base_url, "must use https unless it is a loopback emulator")
-        emulator = host in _LOOPBACK_HOSTS or host.startswith("127.")
+        # Neither loopback nor INTERLACE_ENV=sandbox makes a URL our emulator: only the identity challenge does
+        # (app.prove_emulator, when the runtime opens). Interlace's own sandbox host is known by name; a custom
+        # non-loopback URL declared INTERLACE_ENV=sandbox keeps the "no real money" mark (not the emulator's
+        # defaults); on loopback that declaration counts for nothing (it may be a proxy in front of production).
+        sandbox = base_url == SANDBOX_BASE_URL or (settings.env == "sandbox" and not loopback)
+        unproven = base_url not in (SANDBOX_BASE_URL, PRODUCTION_BASE_URL)
+        if not unproven:
+            why = "Interlace's sandbox host" if sandbox else "Interlace production"
+        else:
+            why = ("INTERLACE_ENV=sandbox, " if sandbox else "") + "a custom base URL not yet challenged"
+        emulator = False
     elif settings.env == "production":
-        base_url, sandbox, emulator = PRODUCTION_BASE_URL, False, False
+        base_url, sandbox, emulator, unproven, why = PRODUCTION_BASE_URL, False, False, False, "Interlace production"
     else:
-        base_url, sandbox, emulator = SANDBOX_BASE_URL, True, False
+        base_url, sandbox, emulator, unproven = SANDBOX_BASE_URL, True, False, False
+        why = "Interlace's sandbox host"
     return Upstream(
         embedded=False,
         base_url=base_url,
@@ -569,4 +594,6 @@ def resolve_upstream(settings: Settings) -> Upstream:
         client_secret=secret,
         sandbox=sandbox,
         emulator=emulator,
+        unproven=unproven,
+        why=why,
     )

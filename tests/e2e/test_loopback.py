@@ -19,7 +19,8 @@ V3 = "/open-api/v3"
 async def test_acceptance_flow_through_a_loopback_emulator(
     tmp_path: Path, emulator: Emulator, stdio_server: StdioFactory
 ) -> None:
-    """A loopback base URL counts as the emulator (built-in sandbox policy); every movement reaches it."""
+    """`interlace-mcp sandbox` on loopback proves it is our emulator (built-in sandbox policy); every movement
+    reaches it."""
     banner = emulator.output.read_text(errors="replace")
     assert emulator.base_url in banner and CLIENT_ID in banner
 

@@ -26,6 +26,7 @@ from interlace_mcp.app._operator import (
     fund_as_operator,
     set_agent_frozen,
 )
+from interlace_mcp.app._proof import emulator_payee, prove_emulator
 from interlace_mcp.app._recovery import Difference, ReconcileReport, RecoveryReport, reconcile, recover
 from interlace_mcp.app._reveal import (
     DEFAULT_DASHBOARD_URL,
@@ -76,12 +77,14 @@ __all__ = [
     "decide_approval",
     "decide_approval_sync",
     "dedup_key",
+    "emulator_payee",
     "fund_as_operator",
     "interlace_client",
     "maintain",
     "open_reveal_link",
     "open_runtime",
     "police",
+    "prove_emulator",
     "receive_webhook",
     "reconcile",
     "recover",

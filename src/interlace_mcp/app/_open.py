@@ -2,7 +2,8 @@
 
 ``build_runtime(settings)`` resolves the upstream, opens the ledger (and its store) and the audit log and
 loads the policy -- nothing touches the network. ``async with open_runtime(runtime)`` opens the Interlace
-client (one per process), discovers the accountId, settles unfinished requests (recovery), purges request
+client (one per process), decides whether a custom upstream is our emulator (``prove_emulator``), discovers the
+accountId, settles unfinished requests (recovery), purges request
 records past their retention, and -- for a server -- keeps doing the last two on a timer.
 """
 
@@ -20,6 +21,7 @@ import anyio.to_thread
 import httpx
 
 from interlace_mcp.app._checkout import check_cards, run_checkout
+from interlace_mcp.app._proof import emulator_payee, prove_emulator
 from interlace_mcp.app._recovery import recover
 from interlace_mcp.app._runtime import PolicyStore, RateLimiter, Runtime
 from interlace_mcp.app._webhooks import webhook_sink
@@ -27,8 +29,8 @@ from interlace_mcp.audit import AuditLog
 from interlace_mcp.client import InterlaceClient, InterlaceError
 from interlace_mcp.config import Settings, Upstream, resolve_upstream
 from interlace_mcp.metrics import Metrics
-from interlace_mcp.policy import SANDBOX_PAYEE, Ledger, Payee, approvals, private_dir, requests, three_ds
-from interlace_mcp.sandbox import ACCOUNT_ID, PAYEE_ACCOUNT_ID, PAYEE_BALANCE_ID, SandboxState, create_sandbox_app
+from interlace_mcp.policy import Ledger, approvals, private_dir, requests, three_ds
+from interlace_mcp.sandbox import ACCOUNT_ID, SandboxState, create_sandbox_app
 
 __all__ = [
     "PURGE_INTERVAL_SECONDS",
@@ -69,11 +71,8 @@ def build_runtime(
     private_dir(settings.resolved_state_dir())  # 0700 whatever the umask: ledger, anchor, emulator state
     if ledger is None:
         ledger = Ledger.from_url(settings.resolved_database_url(), clock=clock or time.time)
-    payee = (
-        Payee(name=SANDBOX_PAYEE, account_id=PAYEE_ACCOUNT_ID, balance_id=PAYEE_BALANCE_ID, currency="USD")
-        if upstream.emulator
-        else None
-    )
+    # A custom base URL starts with production defaults; prove_emulator switches them when it proves itself.
+    payee = emulator_payee() if (upstream.emulator or upstream.unproven) else None
     try:
         policies = PolicyStore(settings.policy_file, emulator=upstream.emulator, sandbox_payee=payee)
         audit = AuditLog.from_url(
@@ -138,6 +137,11 @@ async def open_runtime(runtime: Runtime, *, discover: bool = True, background: b
         )
     async with interlace_client(runtime) as client:
         runtime.client = client
+        try:
+            await prove_emulator(runtime)  # before anything reads the policy or the sandbox mark
+        except BaseException:
+            runtime.client = None
+            raise
         stop_metrics = _serve_metrics(runtime) if background else None
         emulator = _embedded_emulator(runtime)
         sink = webhook_sink(runtime) if emulator is not None else None

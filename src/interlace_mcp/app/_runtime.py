@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -48,9 +48,13 @@ class PolicyStore:
     """The current policy; re-read when the file changes. A broken edit fails closed (money tools refuse)."""
 
     def __init__(self, path: Path | None, *, emulator: bool, sandbox_payee: Payee | None) -> None:
+        """``emulator``: the upstream is our emulator (the built-in policy's sandbox defaults; the file may name
+        ``sandbox-payee``). Not the emulator but ``sandbox_payee`` given: an upstream still to prove it is (see
+        app.prove_emulator) -- a file naming ``sandbox-payee`` is accepted, the payee withheld until proven."""
         self.path = path
         self._emulator = emulator
         self._extra = {SANDBOX_PAYEE: sandbox_payee} if (emulator and sandbox_payee) else {}
+        self._withheld = None if emulator else sandbox_payee
         self._lock = threading.Lock()
         self.error: PolicyError | None = None
         self._policy = self._load()  # a broken file at startup raises: startup stops with file/key/reason
@@ -58,7 +62,28 @@ class PolicyStore:
     def _load(self) -> Policy:
         if self.path is None:
             return builtin_policy(sandbox=self._emulator, sandbox_payee=self._extra.get(SANDBOX_PAYEE))
-        return load_policy(self.path, extra_payees=self._extra)
+        if self._withheld is None:
+            return load_policy(self.path, extra_payees=self._extra)
+        # Checked as if the emulator's payee were there (a file written for it starts), but without it: a payee
+        # the file names and does not define is refused (payee_not_allowed) until the upstream proves itself.
+        policy = load_policy(self.path, extra_payees={SANDBOX_PAYEE: self._withheld})
+        if policy.payees.get(SANDBOX_PAYEE) is self._withheld:
+            policy = replace(policy, payees={k: v for k, v in policy.payees.items() if k != SANDBOX_PAYEE})
+        return policy
+
+    def use_emulator_defaults(self, sandbox_payee: Payee) -> None:
+        """The upstream proved it is our emulator (app.prove_emulator): the built-in policy turns on its sandbox
+        defaults (reveal, ``sandbox-payee``) and a policy file may name ``sandbox-payee``."""
+        with self._lock:
+            self._emulator = True
+            self._extra = {SANDBOX_PAYEE: sandbox_payee}
+            self._withheld = None
+            try:
+                self._policy = self._load()
+                self.error = None
+            except PolicyError as exc:
+                logger.error("policy file edit rejected, money tools refuse until fixed: %s", exc)
+                self.error = exc
 
     def current(self) -> Policy:
         if self.path is None:

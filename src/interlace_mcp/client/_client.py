@@ -582,6 +582,13 @@ class InterlaceClient:
         path = f"/cards/{_path_id(card_id, 'card_id')}/expire"
         return _parse(Card, await self._control("POST", path, {}), "POST", "/_sandbox" + path)
 
+    async def sandbox_identity(self, nonce: str) -> dict[str, object]:
+        """Emulator only: ask the upstream to prove it is the interlace-mcp emulator for ``nonce`` (its answer's
+        ``data``: ``emulator`` and ``proof``; the caller checks it). Sends the nonce and the client id, never the
+        secret; anything but the emulator answers with an error (Interlace serves no ``/_sandbox/``)."""
+        body = {"nonce": nonce, "clientId": self._client_id}
+        return _as_object(await self._control("POST", "/identity", body), "POST", "/_sandbox/identity")
+
     async def _control(self, method: str, path: str, body: Mapping[str, object]) -> object:
         # No token, no accountId: the control API is the emulator's own, never Interlace's.
         return await self._send(method, path, body=body, prefix="/_sandbox")

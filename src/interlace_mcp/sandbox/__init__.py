@@ -2,6 +2,7 @@
 
 from ._app import SandboxConnectionDropped, create_sandbox_app
 from ._crypto import decrypt_card_field, encrypt_card_field
+from ._identity import IDENTITY_MARKER, identity_proof
 from ._runner import FaultSpec, parse_fault, run_sandbox, sandbox_banner
 from ._seeds import (
     ACCOUNT_ID,
@@ -34,6 +35,7 @@ __all__ = [
     "DECLINES",
     "DEPOSIT_ADDRESS",
     "DEPOSIT_CHAIN",
+    "IDENTITY_MARKER",
     "INFINITY_BALANCE_ID",
     "INITIAL_INFINITY_BALANCE",
     "INITIAL_USDC_BALANCE",
@@ -54,6 +56,7 @@ __all__ = [
     "create_sandbox_app",
     "decrypt_card_field",
     "encrypt_card_field",
+    "identity_proof",
     "luhn_valid",
     "parse_fault",
     "run_sandbox",

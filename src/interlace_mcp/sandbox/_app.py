@@ -10,6 +10,7 @@ fail_after_commit -> response (+ webhook background task).
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import re
@@ -31,6 +32,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from . import _seeds as seeds
+from ._identity import IDENTITY_MARKER, IDENTITY_NONCE_CHARS, identity_proof
 from ._records import LIMIT_TYPES, STABLECOINS, SandboxError
 from ._state import SandboxState
 from ._webhooks import WebhookEnvelope, WebhookSink
@@ -563,6 +565,17 @@ def _h_ctl_reset(ctx: _Ctx) -> Any:
     return ctx.state.snapshot()
 
 
+def _h_ctl_identity(ctx: _Ctx) -> Any:
+    """Prove this is the interlace-mcp emulator: the nonce MAC'd with the secret of a client id it knows."""
+    nonce = _req_str(ctx.body, "nonce", max_len=IDENTITY_NONCE_CHARS)
+    if len(nonce) != IDENTITY_NONCE_CHARS or nonce.strip("0123456789abcdef"):
+        raise _bad(f"nonce must be {IDENTITY_NONCE_CHARS} lower-case hex characters")
+    client_id = _req_str(ctx.body, "clientId")
+    if not hmac.compare_digest(client_id.encode(), seeds.CLIENT_ID.encode()):
+        raise SandboxError(401, "401001", "unknown clientId")
+    return {"emulator": IDENTITY_MARKER, "proof": identity_proof(seeds.CLIENT_SECRET, client_id, nonce)}
+
+
 def _h_ctl_expire(ctx: _Ctx) -> Any:
     return {"expired": ctx.state.expire_access_tokens()}
 
@@ -725,6 +738,7 @@ def _routes() -> list[_Route]:
         _Route("GET", f"{V3}/cryptoconnect/wallets/{{walletId}}", _h_wallet_get, account_optional=True),
         _Route("POST", f"{V3}/cryptoconnect/wallets/{{walletId}}/addresses", _h_wallet_address, mutating=True),
         _Route("GET", "/_sandbox/state", _h_ctl_state, **ctl),
+        _Route("POST", "/_sandbox/identity", _h_ctl_identity, **ctl),
         _Route("POST", "/_sandbox/reset", _h_ctl_reset, mutating=True, **ctl),
         _Route("POST", "/_sandbox/tokens/expire", _h_ctl_expire, mutating=True, **ctl),
         _Route("POST", "/_sandbox/config", _h_ctl_config, mutating=True, **ctl),

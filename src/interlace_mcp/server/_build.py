@@ -20,7 +20,7 @@ from interlace_mcp.config import ConfigError, Settings
 from interlace_mcp.policy import Ledger
 from interlace_mcp.tools import build_tool, select_tools, url_elicitation_rounds, validation_errors
 
-__all__ = ["INSTRUCTIONS", "build_server", "runtime_of_server"]
+__all__ = ["INSTRUCTIONS", "build_server", "drop_sandbox_tools", "runtime_of_server"]
 
 logger = logging.getLogger("interlace_mcp.server")
 
@@ -64,8 +64,13 @@ def build_server(
             upstream_transport=upstream_transport,
             backoff=backoff,
         )
+    # A custom upstream may still prove it is our emulator when the runtime opens: its sandbox-only tools are
+    # registered now and dropped in the lifespan (before any client lists tools) unless it did.
+    upstream = runtime.upstream
     specs = select_tools(
-        read_only=settings.read_only, toolsets=settings.toolset_names(), sandbox=runtime.upstream.sandbox
+        read_only=settings.read_only,
+        toolsets=settings.toolset_names(),
+        sandbox=upstream.sandbox or upstream.unproven,
     )
     opened = runtime
 
@@ -74,6 +79,7 @@ def build_server(
         # Opened once per process: by the HTTP app around every connection, else here (shared when a
         # concurrent connection's lifespan opened it already).
         async with open_runtime(opened, background=True):
+            drop_sandbox_tools(server)
             yield opened
 
     server: MCPServer[Runtime] = MCPServer(
@@ -90,7 +96,18 @@ def build_server(
         request_state_security=_request_state_security(settings),
     )
     server.interlace_runtime = runtime  # type: ignore[attr-defined]  # for tests and the HTTP app
+    server.interlace_sandbox_tools = [spec.name for spec in specs if spec.sandbox_only]  # type: ignore[attr-defined]
     return server
+
+
+def drop_sandbox_tools(server: MCPServer[Runtime]) -> None:
+    """Unregister the sandbox-only tools when the opened runtime's upstream is not a sandbox (a custom upstream
+    that did not prove it is our emulator). Idempotent."""
+    if runtime_of_server(server).sandbox:
+        return
+    pending: list[str] = getattr(server, "interlace_sandbox_tools", [])
+    while pending:
+        server.remove_tool(pending.pop())
 
 
 def _request_state_security(settings: Settings) -> RequestStateSecurity | None:

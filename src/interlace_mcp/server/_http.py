@@ -45,7 +45,7 @@ from interlace_mcp.app import Runtime, build_runtime, open_runtime
 from interlace_mcp.config import ConfigError, Settings
 from interlace_mcp.dashboard import Dashboard
 from interlace_mcp.policy import AGENT_NAME_RULE, is_agent_name, token_digest, tokens
-from interlace_mcp.server._build import build_server
+from interlace_mcp.server._build import build_server, drop_sandbox_tools
 from interlace_mcp.server._webhooks import webhook_handler
 
 __all__ = [
@@ -222,6 +222,7 @@ def build_http_app(
     @asynccontextmanager
     async def lifespan(starlette: Starlette) -> AsyncIterator[Any]:
         async with open_runtime(runtime, background=True):
+            drop_sandbox_tools(server)  # an upstream that did not prove it is our emulator: no sandbox tools
             async with inner(starlette) as state:
                 logger.info("serving %s transport (auth: %s)", transport, auth)
                 yield state
