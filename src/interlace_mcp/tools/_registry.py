@@ -36,6 +36,7 @@ from interlace_mcp.tools import account, cards, funding, spend, transfers
 from interlace_mcp.tools._caller import Caller, rate_limited
 from interlace_mcp.tools._errors import as_refusal, refusal_code, refusal_result
 from interlace_mcp.tools._human import OpenUrlRound
+from interlace_mcp.tools._progress import reporting
 
 __all__ = ["SPECS", "TOOLSETS", "ToolSpec", "build_tool", "readme_table", "select_tools", "validation_errors"]
 
@@ -146,7 +147,11 @@ def _guard(spec: ToolSpec) -> Callable[..., Awaitable[Any]]:
         metrics = caller.runtime.metrics
         started = time.perf_counter()
         try:
-            result = await checked(*args, **kwargs)
+            if caller.ctx is not None:
+                with reporting(caller.ctx):  # progress while the call waits on Interlace
+                    result = await checked(*args, **kwargs)
+            else:
+                result = await checked(*args, **kwargs)
         except OpenUrlRound:  # a 2026-07-28 round that asks the client to open a page: not a failure
             metrics.tool_call(spec.name, time.perf_counter() - started)
             raise
