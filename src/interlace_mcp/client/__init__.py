@@ -50,6 +50,7 @@ from ._models import (
     VelocityControl,
     WalletAddress,
     WalletBalance,
+    wire_time,
 )
 from ._waits import WAIT_NOTICE_AFTER, WAIT_NOTICE_EVERY, UpstreamListener, UpstreamWait, upstream_waits
 
@@ -112,4 +113,5 @@ __all__ = [
     "error_for",
     "sanitize_message",
     "upstream_waits",
+    "wire_time",
 ]
