@@ -20,6 +20,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from mcp.server.mcpserver import Context
+from mcp_types.version import is_version_at_least
 
 from interlace_mcp.client import UpstreamWait, upstream_waits
 
@@ -62,11 +63,26 @@ def reporting(ctx: Context[Any, Any]) -> Iterator[CallProgress]:
     call = CallProgress(ctx)
     token = _current.set(call)
     try:
-        with upstream_waits(call.upstream):
+        if _may_want_progress(ctx):
+            with upstream_waits(call.upstream):
+                yield call
+        else:
             yield call
     finally:
         call.open = False
         _current.reset(token)
+
+
+def _may_want_progress(ctx: Context[Any, Any]) -> bool:
+    """False when the request shows it carries no progress token (a 2025-era request: its ``_meta`` is read
+    here), so the client's requests are not watched for nothing. A 2026-07-28 request may reach the tool without
+    its token in sight (in memory the SDK keeps the client's callback instead): it is watched, and the SDK drops
+    what no one asked for."""
+    version = ctx.protocol_version
+    if version is not None and is_version_at_least(version, "2026-07-28"):
+        return True
+    meta = ctx.request_context.meta
+    return meta is not None and meta.get("progress_token") is not None
 
 
 async def report(ctx: Context[Any, Any], progress: float, total: float | None, message: str) -> None:
