@@ -59,6 +59,7 @@ async def test_a_slow_upstream_answer_sends_progress_naming_what_the_call_waits_
     waits = [m for m in progress.messages if "waiting for Interlace" in m]
     assert waits, progress.seen
     assert "POST /prepaid-card" in waits[0] and "attempt 1 of 4" in waits[0], waits
+    assert all("accountId" not in m and "?" not in m for m in progress.messages)  # the path only, no query
     values = [p for p, _, _ in progress.seen]
     assert values == sorted(values) and len(set(values)) == len(values), values  # progress only increases
 
