@@ -23,7 +23,9 @@ from interlace_mcp.client import (
     InterlaceConnectionError,
     InterlaceTimeoutError,
     RateLimitError,
+    UpstreamWait,
     ValidationError,
+    upstream_waits,
 )
 from interlace_mcp.money import AmountError
 
@@ -335,3 +337,52 @@ async def test_retry_after_header_forms(header: str, expected: float | None) -> 
         with pytest.raises(RateLimitError) as info:
             await client.list_bins()
     assert info.value.retry_after == expected
+
+
+async def test_a_listener_hears_each_retry_with_the_attempt_and_why_and_only_inside_its_block() -> None:
+    """upstream_waits: a timeout, then a 503, then the answer -- two retry events naming the attempt that follows
+    and the reason; the same failure outside the block is told to nobody."""
+    calls: list[httpx.Request] = []
+    failures = [httpx.ReadTimeout("slow", request=None), httpx.Response(503, json={"code": "500001", "message": "x"})]
+
+    def api(request: httpx.Request) -> httpx.Response:
+        if failures:
+            failure = failures.pop(0)
+            if isinstance(failure, Exception):
+                raise failure
+            return failure
+        return ok({"list": [], "total": 0})
+
+    heard: list[UpstreamWait] = []
+
+    async def listener(event: UpstreamWait) -> None:
+        heard.append(event)
+
+    async with make_client(fake_interlace(api, calls), max_retries=3) as client:
+        with upstream_waits(listener):
+            await client.list_bins()
+        failures.append(httpx.Response(503, json={"code": "500001", "message": "x"}))
+        await client.list_bins()  # retried as well, but nobody listens
+    assert not failures
+    assert [(e.kind, e.method, e.path, e.attempt, e.attempts, e.reason) for e in heard] == [
+        ("retrying", "GET", "/card/bins", 2, 4, "timeout"),
+        ("retrying", "GET", "/card/bins", 3, 4, "HTTP 503"),
+    ]
+    assert all("accountId" not in e.path for e in heard)
+
+
+async def test_a_failing_listener_never_fails_the_request() -> None:
+    """A listener that raises is logged and ignored: the request is retried and answers."""
+    calls: list[httpx.Request] = []
+    failures = [httpx.Response(502, json={"code": "500001", "message": "x"})]
+
+    def api(request: httpx.Request) -> httpx.Response:
+        return failures.pop(0) if failures else ok({"list": [], "total": 0})
+
+    async def listener(event: UpstreamWait) -> None:
+        raise RuntimeError("the client went away")
+
+    async with make_client(fake_interlace(api, calls), max_retries=1) as client:
+        with upstream_waits(listener):
+            assert await client.list_bins() == []
+    assert not failures

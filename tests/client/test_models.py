@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from decimal import Decimal
 
 import pydantic
@@ -15,6 +16,7 @@ from interlace_mcp.client import (
     CardTransaction,
     Page,
     Transfer,
+    wire_time,
 )
 
 
@@ -94,3 +96,27 @@ def test_page_holds_items_and_total() -> None:
     page = Page[Card](items=[Card(id="c")], total=3)
     assert page.total == 3
     assert page.items[0].id == "c"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1795000000000", "2026-11-18T11:06:40Z"),  # v3: ms-epoch strings
+        ("1795000000", "2026-11-18T11:06:40Z"),  # seconds
+        (1795000000000, "2026-11-18T11:06:40Z"),
+        ("2026-11-18T11:06:40Z", "2026-11-18T11:06:40Z"),
+        ("2026-11-18T12:06:40+01:00", "2026-11-18T11:06:40Z"),
+        ("2026-11-18 11:06:40", "2026-11-18T11:06:40Z"),  # naive: UTC
+        ("", None),
+        (None, None),
+        (True, None),
+        ("yesterday", None),
+        ("9" * 40, None),  # beyond any calendar
+        ("\u0661\u0667\u0669\u0665", None),  # non-ASCII digits are not a time
+    ],
+)
+def test_wire_times_read_as_utc_or_not_at_all(raw: object, expected: str | None) -> None:
+    """Upstream times become aware UTC datetimes (ISO 8601 on the way out); nothing unreadable is guessed."""
+    moment = wire_time(raw)
+    assert (moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment is not None else None) == expected
+    assert moment is None or moment.tzinfo is UTC

@@ -50,13 +50,17 @@ from ._models import (
     VelocityControl,
     WalletAddress,
     WalletBalance,
+    wire_time,
 )
+from ._waits import WAIT_NOTICE_AFTER, WAIT_NOTICE_EVERY, UpstreamListener, UpstreamWait, upstream_waits
 
 __all__ = [
     "API_PREFIX",
     "DECLINE_REASONS",
     "DEPOSIT_CHAINS",
     "STABLECOINS",
+    "WAIT_NOTICE_AFTER",
+    "WAIT_NOTICE_EVERY",
     "Account",
     "AuthenticationError",
     "Balance",
@@ -97,6 +101,8 @@ __all__ = [
     "Transfer",
     "TransferFee",
     "TransferSide",
+    "UpstreamListener",
+    "UpstreamWait",
     "ValidationError",
     "VelocityControl",
     "WalletAddress",
@@ -106,4 +112,6 @@ __all__ = [
     "encrypt_card_field",
     "error_for",
     "sanitize_message",
+    "upstream_waits",
+    "wire_time",
 ]

@@ -71,6 +71,7 @@ from ._models import (
     Transfer,
     WalletAddress,
 )
+from ._waits import WAIT_NOTICE_AFTER, WAIT_NOTICE_EVERY, UpstreamWait, current_listener, tell
 
 __all__ = ["API_PREFIX", "InterlaceClient"]
 
@@ -828,7 +829,7 @@ class InterlaceClient:
             error: InterlaceError
             started = time.perf_counter()
             try:
-                response = await self._request(method, target, content=content, headers=headers)
+                response = await self._exchange(method, target, content, headers, path=path, attempt=attempt)
             except httpx.TimeoutException as exc:
                 logger.debug("interlace %s %s -> timeout (attempt %d)", method, url, attempt)
                 # A connect or pool timeout means nothing was sent.
@@ -870,21 +871,58 @@ class InterlaceClient:
                 if maybe_applied:
                     error.mark_unknown()
                 raise error
-            await self._pause(attempt, error)
+            delay = self._delay(attempt, error)
+            if (listener := current_listener()) is not None:
+                retry = UpstreamWait(
+                    "retrying", method, path, attempt + 1, self._max_retries + 1, delay, _retry_reason(error)
+                )
+                await tell(listener, retry)
+            if delay > 0:
+                await anyio.sleep(delay)
 
-    async def _pause(self, attempt: int, error: InterlaceError) -> None:
+    async def _exchange(
+        self, method: str, target: str, content: bytes | None, headers: dict[str, str], *, path: str, attempt: int
+    ) -> httpx.Response:
+        """One attempt; with a listener set (upstream_waits), it hears while the answer is slow in coming."""
+        listener = current_listener()
+        if listener is None:
+            return await self._request(method, target, content=content, headers=headers)
+        started = time.monotonic()
+        attempts = self._max_retries + 1
+
+        async def remind() -> None:
+            pause = WAIT_NOTICE_AFTER
+            while True:
+                await anyio.sleep(pause)
+                waited = time.monotonic() - started
+                await tell(listener, UpstreamWait("waiting", method, path, attempt, attempts, waited))
+                pause = WAIT_NOTICE_EVERY
+
+        failure: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(remind)
+            try:
+                response = await self._request(method, target, content=content, headers=headers)
+            except Exception as exc:  # raised as itself below, not inside the task group's ExceptionGroup
+                failure = exc
+            finally:
+                tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        return response
+
+    def _delay(self, attempt: int, error: InterlaceError) -> float:
+        """How long to wait before the next attempt."""
         if not self._backoff:
-            return
+            return 0.0
         if (
             isinstance(error, RateLimitError)
             and error.retry_after is not None
             and 0 <= error.retry_after <= _MAX_RETRY_AFTER
         ):
-            delay = error.retry_after
-        else:
-            # Capped exponential backoff with full jitter.
-            delay = random.uniform(0, min(self._max_backoff, _BASE_DELAY * 2 ** (attempt - 1)))
-        await anyio.sleep(delay)
+            return error.retry_after
+        # Capped exponential backoff with full jitter.
+        return random.uniform(0, min(self._max_backoff, _BASE_DELAY * 2 ** (attempt - 1)))
 
     def _unwrap(self, response: httpx.Response, method: str, url: str) -> object:
         status = response.status_code
@@ -922,6 +960,20 @@ class InterlaceClient:
 
 # ----------------------------------------------------------------------------------------------
 # Module helpers
+
+
+def _retry_reason(exc: InterlaceError) -> str:
+    """Why an attempt failed, in a few words for a progress message (no upstream text)."""
+    if isinstance(exc, InterlaceTimeoutError):
+        return "timeout"
+    if isinstance(exc, InterlaceConnectionError):
+        return f"connection failed ({type(exc.__cause__).__name__})" if exc.__cause__ else "connection failed"
+    status = f"HTTP {exc.status_code}" if exc.status_code is not None else "an error"
+    if isinstance(exc, RateLimitError):
+        return f"{status} (rate limited)"
+    if isinstance(exc, InProgressError):
+        return f"{status} (still processing the same request)"
+    return status
 
 
 def _error_kind(exc: InterlaceError) -> str:

@@ -8,6 +8,7 @@ JSON output renders money as a 2-place string.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -44,9 +45,30 @@ __all__ = [
     "VelocityControl",
     "WalletAddress",
     "WalletBalance",
+    "wire_time",
 ]
 
 T = TypeVar("T")
+
+# Epoch values at or above this are milliseconds (1e11 s is the year 5138; 1e11 ms is March 1973).
+_MS_FROM = 100_000_000_000
+
+
+def wire_time(raw: object) -> datetime | None:
+    """An upstream time as an aware UTC datetime: v3 objects carry ms-epoch strings (``"1710813276127"``); seconds,
+    numbers and ISO 8601 text (naive = UTC) are read too. None when absent or unreadable (never guessed)."""
+    if isinstance(raw, bool) or raw is None:
+        return None
+    text = str(raw).strip()
+    try:
+        if text.isascii() and text.isdigit():
+            value = int(text)
+            return datetime.fromtimestamp(value / 1000 if value >= _MS_FROM else value, tz=UTC)
+        moment = datetime.fromisoformat(text)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
 
 #: An exact decimal amount: validated from a decimal string (or int/Decimal), never a float;
 #: serialised to JSON as a 2-place string ("10.50").

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, ClassVar, Literal, Self
 
-from interlace_mcp.client import Card, InterlaceError, NotFoundError
+from interlace_mcp.client import Card, InterlaceError, NotFoundError, wire_time
 from interlace_mcp.money import format_amount
 from interlace_mcp.operations._base import (
     CardTerms,
@@ -49,8 +49,8 @@ def _four(card: Card) -> str | None:
 
 def _created_at(card: Card) -> float | None:
     """The card's ``createTime`` (ms string) in epoch seconds, if it is one."""
-    raw = card.create_time
-    return int(raw) / 1000.0 if raw is not None and raw.isdigit() else None
+    moment = wire_time(card.create_time)
+    return moment.timestamp() if moment is not None else None
 
 
 @dataclass

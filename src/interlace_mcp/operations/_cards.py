@@ -24,12 +24,13 @@ from interlace_mcp.client import (
     NotFoundError,
     TransactionLimit,
     describe_decline,
+    wire_time,
 )
 from interlace_mcp.money import format_amount
 from interlace_mcp.operations._refusals import not_found
 from interlace_mcp.operations._results import CardLimit, CardResult, TransactionInfo
 from interlace_mcp.operations._sanitize import clean_text
-from interlace_mcp.policy import CardRecord, Refusal, cards, epoch_to_iso
+from interlace_mcp.policy import CardRecord, Refusal, cards, epoch_to_iso, iso_utc
 
 __all__ = [
     "TRANSACTION_TYPES",
@@ -260,6 +261,6 @@ def transaction_info(txn: CardTransaction) -> TransactionInfo:
         currency=txn.currency or "USD",
         merchant=clean_text(txn.merchant_name),
         mcc=clean_text(txn.mcc, 8),
-        created_at=txn.create_time,
+        created_at=iso_utc(wire_time(txn.create_time)),
         client_transaction_id=txn.client_transaction_id,
     )

@@ -120,7 +120,7 @@ class TransactionInfo(BaseModel):
     currency: str
     merchant: str | None = None
     mcc: str | None = None
-    created_at: str | None = None
+    created_at: str | None = Field(default=None, description="ISO 8601 UTC")
     client_transaction_id: str | None = None
 
 

@@ -117,6 +117,8 @@ class Caller:
     #: Why a new request would need a human's approval, as read now (the ledger decides again, atomically,
     #: when it reserves): a confirmation question is never asked about a call that needs approval anyway.
     approval: list[str] = field(default_factory=list)
+    #: The call's MCP context (progress notifications); None where a caller is built outside a call.
+    ctx: Context[Any, Any] | None = field(default=None, repr=False, compare=False)
 
     def refused(self, refusal: Refusal) -> Caller:
         return replace(self, refusal=refusal)
@@ -177,7 +179,8 @@ class Caller:
         snapshot = self.runtime.policies.current()
         policy = snapshot.for_agent(self.agent)
         gate = [v for v in (tool_violation(policy, self.tool),) if v is not None]
-        fresh = Caller(self.runtime, self.agent, self.tool, policy, snapshot.payees, self.runtime.policies.error, gate)
+        rt = self.runtime
+        fresh = Caller(rt, self.agent, self.tool, policy, snapshot.payees, rt.policies.error, gate, ctx=self.ctx)
         if gate:
             return fresh.refused(Refusal(gate))
         assert self.operation is not None
@@ -197,7 +200,7 @@ async def resolve_caller(ctx: Context[Any, Any]) -> Caller:
         gate.append(v)
     elif (wait := runtime.rate_limiter.peek(agent)) is not None:
         gate.append(rate_limited(runtime, agent, wait))
-    return Caller(runtime, agent, tool, policy, snapshot.payees, runtime.policies.error, gate)
+    return Caller(runtime, agent, tool, policy, snapshot.payees, runtime.policies.error, gate, ctx=ctx)
 
 
 def rate_limited(runtime: Runtime, agent: str, wait: float) -> Violation:

@@ -39,6 +39,7 @@ from mcp.types import ElicitRequest, ElicitRequestURLParams, ElicitResult, Input
 from mcp_types.version import is_version_at_least
 
 from interlace_mcp.app import Wakeups
+from interlace_mcp.tools._progress import report
 
 __all__ = [
     "POLL_SECONDS",
@@ -184,7 +185,4 @@ async def wait_for(
 
 
 async def _progress(ctx: Context[Any, Any], progress: float, total: float, message: str) -> None:
-    try:
-        await ctx.report_progress(round(progress, 1), total, message)
-    except Exception as exc:  # a progress notice is never worth failing a money call for
-        logger.debug("progress notification not sent: %s", exc)
+    await report(ctx, progress, total, message)  # never fails the call; increasing within it

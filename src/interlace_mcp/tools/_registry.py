@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 from mcp.server.mcpserver.tools import Tool
-from mcp.types import CallToolResult, ToolAnnotations
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict
 
 from interlace_mcp.app import Runtime
@@ -36,6 +37,7 @@ from interlace_mcp.tools import account, cards, funding, spend, transfers
 from interlace_mcp.tools._caller import Caller, rate_limited
 from interlace_mcp.tools._errors import as_refusal, refusal_code, refusal_result
 from interlace_mcp.tools._human import OpenUrlRound
+from interlace_mcp.tools._progress import reporting
 
 __all__ = ["SPECS", "TOOLSETS", "ToolSpec", "build_tool", "readme_table", "select_tools", "validation_errors"]
 
@@ -146,7 +148,11 @@ def _guard(spec: ToolSpec) -> Callable[..., Awaitable[Any]]:
         metrics = caller.runtime.metrics
         started = time.perf_counter()
         try:
-            result = await checked(*args, **kwargs)
+            if caller.ctx is not None:
+                with reporting(caller.ctx):  # progress while the call waits on Interlace
+                    result = await checked(*args, **kwargs)
+            else:
+                result = await checked(*args, **kwargs)
         except OpenUrlRound:  # a 2026-07-28 round that asks the client to open a page: not a failure
             metrics.tool_call(spec.name, time.perf_counter() - started)
             raise
@@ -155,7 +161,7 @@ def _guard(spec: ToolSpec) -> Callable[..., Awaitable[Any]]:
             raise
         failed = isinstance(result, CallToolResult) and result.is_error
         metrics.tool_call(spec.name, time.perf_counter() - started, refusal=refusal_code(result) if failed else None)
-        return result
+        return as_call_result(result)
 
     async def checked(*args: Any, **kwargs: Any) -> Any:
         caller: Caller = kwargs["caller"]
@@ -201,6 +207,26 @@ def _guard(spec: ToolSpec) -> Callable[..., Awaitable[Any]]:
         return result
 
     return guarded
+
+
+def as_call_result(result: Any) -> Any:
+    """A typed result as the client gets it: the structured content complete (every field, nulls included, as the
+    output schema describes it) and the text content the same JSON without its null fields -- what a model reads
+    from a client that shows only text, without ten ``null``s per card. Error results pass as they are (no
+    structured content: tools/_errors.py). The SDK validates the structured content against the output schema."""
+    if isinstance(result, CallToolResult) or not isinstance(result, BaseModel):
+        return result
+    structured = result.model_dump(mode="json", by_alias=True)
+    text = json.dumps(_without_nulls(structured), ensure_ascii=False)
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_nulls(inner) for key, inner in value.items() if inner is not None}
+    if isinstance(value, list):
+        return [_without_nulls(inner) for inner in value]
+    return value
 
 
 def _audit_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
