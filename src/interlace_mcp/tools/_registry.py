@@ -36,6 +36,7 @@ from interlace_mcp.tools import account, cards, funding, spend, transfers
 from interlace_mcp.tools._caller import Caller, rate_limited
 from interlace_mcp.tools._errors import as_refusal, refusal_code, refusal_result
 from interlace_mcp.tools._human import OpenUrlRound
+from interlace_mcp.tools._schema import compact_schema, output_schema
 
 __all__ = ["SPECS", "TOOLSETS", "ToolSpec", "build_tool", "readme_table", "select_tools", "validation_errors"]
 
@@ -232,7 +233,9 @@ def build_tool(spec: ToolSpec) -> Tool:
     base = tool.fn_metadata.arg_model
     strict = cast(type[BaseModel], type(base.__name__, (base,), {"model_config": ConfigDict(extra="forbid")}))
     tool.fn_metadata.arg_model = strict  # type: ignore[assignment]  # a subclass of the SDK's own model
-    tool.parameters = strict.model_json_schema(by_alias=True)
+    tool.parameters = compact_schema(strict.model_json_schema(by_alias=True), keep_defaults=True)
+    if tool.fn_metadata.output_schema is not None:  # read live by the SDK; results are still validated in full
+        tool.fn_metadata.output_schema = output_schema(spec.name, tool.fn_metadata.output_schema)
     return tool
 
 
