@@ -6,10 +6,13 @@ schemas repeat what a model never needs: a ``title`` on every property ("Card Id
 into equivalent schemas (the same documents validate): no titles, ``type: [X, "null"]`` for a nullable simple
 type, and no annotation-only defaults. Descriptions, patterns, bounds, enums and ``required`` stay.
 
-Result models shared by several tools are described field by field once, on the tool that exists to return
-them (a card: ``get_card``). Nested elsewhere they are published as an object with one sentence naming that
-tool (a looser schema, still true of every result: clients validate against it, the server validates against
-the full model); as another tool's whole result they keep their structure without the field descriptions.
+Output schemas publish the shape of a result -- field names, types, enums -- and nothing a model
+needs to read: most hosts never show them to the model, and clients validate results against them. What
+the fields mean is said where models read it, in the tool descriptions and the server instructions (the
+result models in operations/_results.py keep their field docs for developers). A result model nested in
+another tool's result (a card in a money movement) is published as an object with one sentence naming the
+tool that returns it whole: a looser schema, still true of every result (the server validates each result
+against the full model before it is sent).
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ from typing import Any
 
 __all__ = ["compact_schema", "output_schema"]
 
-#: Shared result models: the tool that describes them in full, and what a nested copy says instead.
-SHARED: dict[str, tuple[str | None, str]] = {
-    "CardResult": ("get_card", "a card: the fields get_card returns"),
-    "MoneyMovement": (None, "the money tool's own result, as it returned it (replayed: true)"),
+#: Result models nested in other results, published there as one sentence.
+NESTED: dict[str, str] = {
+    "CardResult": "a card: the fields get_card returns",
+    "MoneyMovement": "the money tool's own result, as it returned it (replayed: true)",
 }
 
 #: Keywords whose value is one subschema, a list of them, or a name -> subschema map.
@@ -71,24 +74,36 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def output_schema(tool: str, schema: dict[str, Any]) -> dict[str, Any]:
-    """The published output schema of ``tool``: shared models described once (see the module doc), compacted."""
-    defs = dict(schema.get("$defs", {}))
-    stubs = {
-        f"#/$defs/{name}": {"type": "object", "description": sentence}
-        for name, (owner, sentence) in SHARED.items()
-        if name in defs and owner != tool
-    }
-    schema = _inlined(schema, stubs)
-    root = schema.get("title")
-    if isinstance(root, str) and root in SHARED and SHARED[root][0] not in (None, tool):
-        owner, _ = SHARED[root]
-        schema["properties"] = {k: _undescribed(v) for k, v in schema.get("properties", {}).items()}
-        schema["description"] = f"the fields {owner} returns (described there)"
-    schema.pop("$defs", None)
-    if used := _used(schema, defs):
-        schema["$defs"] = used
-    return compact_schema(schema, keep_defaults=False)
+def output_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The published output schema: the shape only (see the module doc), nested shared models as a sentence."""
+    shape = _shape(schema)
+    defs = dict(shape.pop("$defs", {}))
+    stubs = {f"#/$defs/{name}": {"type": "object", "description": NESTED[name]} for name in defs if name in NESTED}
+    shape = _inlined(shape, stubs)
+    if used := _used(shape, defs):
+        shape["$defs"] = used
+    return compact_schema(shape, keep_defaults=False)
+
+
+def _shape(value: Any) -> Any:
+    """``value`` without field descriptions, ``required`` and ``additionalProperties: false``: results gain
+    fields over time and their optional fields are null, so a client learns the shape and never rejects a
+    newer server's result for it."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if (key == "description" and isinstance(item, str)) or (key == "additionalProperties" and item is False):
+                continue
+            if key == "required" and isinstance(item, list):
+                continue
+            if key in _MAP and isinstance(item, dict):
+                out[key] = {name: _shape(sub) for name, sub in item.items()}
+            else:
+                out[key] = _shape(item)
+        return out
+    if isinstance(value, list):
+        return [_shape(item) for item in value]
+    return value
 
 
 def _inlined(value: Any, stubs: dict[str, dict[str, Any]]) -> Any:
@@ -103,15 +118,10 @@ def _inlined(value: Any, stubs: dict[str, dict[str, Any]]) -> Any:
     return value
 
 
-def _undescribed(prop: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in prop.items() if k != "description"}
-
-
 def _used(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     """Only the definitions something still refers to (a stub drops what the full model needed)."""
-    body = {k: v for k, v in schema.items() if k != "$defs"}
     used: set[str] = set()
-    pending = [json.dumps(body)]
+    pending = [json.dumps(schema)]
     while pending:
         text = pending.pop()
         for name, definition in defs.items():
