@@ -7,6 +7,7 @@ import typing
 import pytest
 from mcp import Client
 
+from fuzz.support import KNOWN_CODES
 from helpers import ServerFactory, call, refuse
 from interlace_mcp.policy import Ledger
 from interlace_mcp.server import INSTRUCTIONS
@@ -65,8 +66,8 @@ def test_instructions_explain_the_infinity_account_and_every_refusal_code() -> N
     """The server instructions say what the Infinity account is, the formats, and name the refusal codes."""
     assert "The Infinity account is this Interlace account's main USD balance" in INSTRUCTIONS
     assert "ISO 8601 UTC" in INSTRUCTIONS and '"10.50"' in INSTRUCTIONS
-    for code in ("daily_limit", "insufficient_funds", "card_frozen", "request_id_conflict", "fund_limit"):
-        assert code in INSTRUCTIONS
+    for code in (*KNOWN_CODES, "card_max_ttl_minutes"):
+        assert code in INSTRUCTIONS, code
     for field in ("merchant", "label", "memo", "issuer_text"):
         assert field in INSTRUCTIONS.split("Untrusted data:")[1]
 

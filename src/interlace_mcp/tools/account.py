@@ -17,6 +17,7 @@ from interlace_mcp.operations import (
     not_found,
     pending_message,
     refusal_from_upstream,
+    upstream_ref,
 )
 from interlace_mcp.policy import approvals, requests
 from interlace_mcp.tools._caller import Caller, resolve_caller
@@ -43,8 +44,8 @@ async def get_balance(caller: Annotated[Caller, Resolve(resolve_caller)]) -> Bal
     except InterlaceError as exc:
         wallets = []
         warnings = [
-            f"the CryptoConnect wallet balances could not be read ({exc}); the Infinity balance above is current."
-            " Try again later"
+            f"the CryptoConnect wallet balances could not be read{upstream_ref(exc)}; the Infinity balance above is"
+            " current. Try again later"
         ]
     return BalanceResult(
         available=format_amount(balance.available),

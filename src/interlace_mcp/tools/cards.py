@@ -507,6 +507,7 @@ async def simulate_purchase(
         status=info.status,
         transaction_id=txn.id,
         card_balance=format_amount(summary.balance.available),
+        issuer_text=info.issuer_text,
         sandbox=rt.sandbox,
     )
 
