@@ -435,7 +435,7 @@ async def test_untrusted_text_reaches_the_model_only_in_data_fields(
     policy = write_policy(
         tmp_path / "policy.toml",
         '[defaults]\nper_transaction = "50000.00"\ndaily = "50000.00"\nweekly = "50000.00"\nmonthly = "50000.00"\n'
-        'transfer_payees = ["sandbox-payee"]\n',
+        'transfer_payees = ["sandbox-payee"]\napproval_above = "30000.00"\n',
     )
     settings = Settings(_env_file=None, state_dir=tmp_path / "state", database_url=database_url, policy_file=policy)  # type: ignore[call-arg]
     server = build_server(
@@ -469,7 +469,7 @@ async def test_untrusted_text_reaches_the_model_only_in_data_fields(
             )
             # Interlace refuses with its message rewritten: the refusal and the noted status say neither.
             refusals.append(
-                await refuse(c, "top_up_card", {"card_id": card_id, "amount": "40000.00", "request_id": "h-3"})
+                await refuse(c, "top_up_card", {"card_id": card_id, "amount": "20000.00", "request_id": "h-3"})
             )
             results.append(await call(c, "get_request_status", {"request_id": "h-3"}))
             # An unknown outcome, and a wallet read that fails: their messages and warnings neither.
@@ -478,14 +478,26 @@ async def test_untrusted_text_reaches_the_model_only_in_data_fields(
             results.append(await call(c, "top_up_card", {"card_id": card_id, "amount": "1.00", "request_id": "h-4"}))
             sandbox.clear_faults()
             sandbox.add_fault("/open-api/v3/cryptoconnect/wallets", "error", status=400)
-            results.append(await call(c, "get_balance", {}))
+            balance = await call(c, "get_balance", {})
+            results.append(balance)
             sandbox.clear_faults()
             refusals.append(await refuse(c, "get_card", {"card_id": "no-such-card"}))
+            # The agent's own words on refused, dry-run and pending calls: not in any sentence either.
+            refusals.append(
+                await refuse(c, "issue_card", {"amount": "60000.00", "request_id": "h-5", "label": hostile[:50]})
+            )
+            results.append(await call(c, "get_request_status", {"request_id": "h-5"}))
+            dry = {"amount": "60000.00", "request_id": "h-6", "label": hostile[:50], "dry_run": True}
+            results.append(await call(c, "issue_card", dry))
+            memo = {"payee": "sandbox-payee", "amount": "35000.00", "request_id": "h-7", "memo": hostile[:140]}
+            pending = await call(c, "create_transfer", memo)
+            results += [pending, await call(c, "get_spend_status", {})]
     finally:
         rt.ledger.close()
         rt.audit.close()
     assert refusals[0].startswith("[insufficient_funds]"), refusals[0]
-    assert results[-1]["warnings"], results[-1]  # the wallet read failed, and said so in our words
+    assert pending["status"] == "pending_approval" and results[-1]["pending_approvals"]
+    assert balance["warnings"], balance  # the wallet read failed, and said so in our words
     assert any(r.get("status") == "in_progress" for r in results if isinstance(r, dict))
     for text in refusals:
         assert MARK not in text.lower(), text
