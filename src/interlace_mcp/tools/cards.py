@@ -242,7 +242,7 @@ async def close_card(
 ) -> MoneyMovement:
     """Close one of this agent's cards for good: its whole balance returns to the Infinity account, then it is deleted.
 
-    Irreversible. Not spend, and gives no allowance back. The result's amount (USD) is what returned. Retry with
+    Irreversible. Not spend, and gives no allowance back. The result's amount (USD) is what came back. Retry with
     the same request_id to finish an interrupted close.
     """
     return await run_tool(caller, ctx)
@@ -478,8 +478,9 @@ async def simulate_purchase(
     """Sandbox only (no real money): a merchant charges `amount` USD to one of this agent's cards.
 
     It spends the card's balance like a real purchase: approved, it is PENDING (card_balance already lower) and
-    settles seconds later; declined (decline_reason) when balance or status do not allow it. A category policy
-    blocks freezes the card. three_ds=true: the merchant asks for a 3-D Secure code first (get_3ds_code).
+    settles seconds later; declined (decline_reason) when balance or status do not allow it. A purchase in a
+    category policy blocks freezes the card. three_ds=true: the merchant asks for a 3-D Secure code first
+    (get_3ds_code).
     """
     rt = caller.runtime
     record = await owned_card(caller, card_id)
