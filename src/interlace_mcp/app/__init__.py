@@ -10,6 +10,7 @@ from interlace_mcp.app._checkout import (
     police,
     run_checkout,
 )
+from interlace_mcp.app._notes import RefusalNote, RefusalNotes
 from interlace_mcp.app._open import (
     PURGE_INTERVAL_SECONDS,
     build_runtime,
@@ -65,6 +66,8 @@ __all__ = [
     "RateLimiter",
     "ReconcileReport",
     "RecoveryReport",
+    "RefusalNote",
+    "RefusalNotes",
     "RevealLimiter",
     "Runtime",
     "Wakeups",

@@ -19,6 +19,7 @@ from urllib.parse import quote
 import anyio
 import httpx
 
+from interlace_mcp.app._notes import RefusalNotes
 from interlace_mcp.app._watcher import CardWatcher
 from interlace_mcp.audit import AuditLog, AuditWriteError
 from interlace_mcp.client import CryptoWallet, InterlaceClient, NotFoundError
@@ -221,6 +222,8 @@ class Runtime:
     extras: dict[str, Any] = field(default_factory=dict)
     #: Wakes the checkout loop (purpose-bound cards, merchant-category enforcement): webhooks and tools nudge it.
     watcher: CardWatcher = field(default_factory=CardWatcher)
+    #: The last refusals of money calls by request_id, for get_request_status (this process only, not binding).
+    refusals: RefusalNotes = field(default_factory=RefusalNotes)
 
     @property
     def store(self) -> Store:

@@ -709,7 +709,7 @@ def _card_section(view: CardView) -> str:
         rows = "".join(
             f"""<tr><td class="mono">{esc(_when(t.created_at))}</td><td>{esc(t.type)}</td><td>{esc(t.status)}</td>
 <td class="num">{esc(t.amount)} {esc(t.currency)}</td><td>{esc(t.merchant or "")}</td>
-<td>{esc("approved" if t.approved else "declined")}</td><td>{esc(t.decline_reason or "")}</td></tr>"""
+<td>{esc("approved" if t.approved else "declined")}</td><td>{esc(_decline(t))}</td></tr>"""
             for t in view.transactions
         )
         txns = f"""<table><caption>Recent transactions (from Interlace), newest first</caption>
@@ -831,3 +831,9 @@ up, and reloading will not show them again. Close this page when you are done.</
 </tbody></table>
 <p><a href="{BASE}">Back to the overview</a></p>"""
     return _shell("Card details", body, nonce=chrome.nonce, chrome=chrome)
+
+
+def _decline(t: TransactionInfo) -> str:
+    """The decline reason, and Interlace's own words when the server has none for its code."""
+    reason = t.decline_reason or ""
+    return f"{reason} (Interlace: {t.issuer_text})" if t.issuer_text else reason

@@ -24,6 +24,7 @@ from interlace_mcp.operations._cards import (
     closed_card_result,
     decline_words,
     fetch_card,
+    issuer_text,
     transaction_info,
 )
 from interlace_mcp.operations._describe import (
@@ -37,7 +38,7 @@ from interlace_mcp.operations._describe import (
 )
 from interlace_mcp.operations._fund_ops import FundAccount
 from interlace_mcp.operations._inflight import InFlight
-from interlace_mcp.operations._refusals import not_found, refusal_from_upstream
+from interlace_mcp.operations._refusals import not_found, refusal_from_upstream, upstream_ref
 from interlace_mcp.operations._registry import MONEY_OPERATIONS, operation_for
 from interlace_mcp.operations._results import (
     BalanceResult,
@@ -125,6 +126,7 @@ __all__ = [
     "day_text",
     "decline_words",
     "fetch_card",
+    "issuer_text",
     "looks_like_card_number",
     "not_found",
     "operation_for",
@@ -133,5 +135,6 @@ __all__ = [
     "refusal_from_upstream",
     "run_money",
     "transaction_info",
+    "upstream_ref",
     "what_text",
 ]

@@ -21,6 +21,7 @@ from interlace_mcp.operations._base import (
     Outcome,
 )
 from interlace_mcp.operations._cards import card_after_movement, card_result, fetch_card
+from interlace_mcp.operations._refusals import upstream_ref
 from interlace_mcp.operations._results import CardResult
 from interlace_mcp.policy import AgentPolicy, CardRecord, Payee, Refusal, RequestRecord, Violation, epoch_to_iso
 
@@ -189,8 +190,8 @@ class IssueCard(Operation):
                 # The money already moved: report, don't fail. The prepaid balance still bounds spending.
                 logger.warning("velocity control on card %s not set: %s", card.id, exc)
                 warnings.append(
-                    f"card spend limit ({limit.window} {format_amount(limit.amount)}) not set at Interlace:"
-                    f" {exc.message}"
+                    f"card spend limit ({limit.window} {format_amount(limit.amount)}) not set at Interlace"
+                    f"{upstream_ref(exc)}"
                 )
         allow, block = ex.policy.mcc_allow, ex.policy.mcc_block
         if allow or block:
@@ -200,7 +201,7 @@ class IssueCard(Operation):
             except InterlaceError as exc:
                 logger.warning("merchant-category controls on card %s not set: %s", card.id, exc)
                 warnings.append(
-                    f"merchant categories (mcc_allow / mcc_block) not set at Interlace: {exc.message}; this server"
+                    f"merchant categories (mcc_allow / mcc_block) not set at Interlace{upstream_ref(exc)}; this server"
                     " still freezes the card after an authorization in another category"
                 )
         terms = self._card_terms(ex.policy, card, ex.deps.store.now())
@@ -219,7 +220,7 @@ class IssueCard(Operation):
             issued = issued.model_copy(
                 update={"single_use": terms.single_use, "expires_at": epoch_to_iso(terms.expires_at)}
             )
-        message = f"issued card ending {card.card_last_four} with {format_amount(self.value)} {self.currency}"
+        message = f"issued card ending {_four(card) or '(unknown)'} with {format_amount(self.value)} {self.currency}"
         if terms.single_use:
             message += "; single-use: the server closes it and returns what is left after its first settled purchase"
         if terms.expires_at is not None:

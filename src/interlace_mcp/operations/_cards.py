@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 
 from interlace_mcp.client import (
+    DECLINE_REASONS,
     Card,
     CardDetails,
     CardSummary,
@@ -27,7 +28,7 @@ from interlace_mcp.client import (
     wire_time,
 )
 from interlace_mcp.money import format_amount
-from interlace_mcp.operations._refusals import not_found
+from interlace_mcp.operations._refusals import not_found, upstream_ref, upstream_word
 from interlace_mcp.operations._results import CardLimit, CardResult, TransactionInfo
 from interlace_mcp.operations._sanitize import clean_text
 from interlace_mcp.policy import CardRecord, Refusal, cards, epoch_to_iso, iso_utc
@@ -41,6 +42,7 @@ __all__ = [
     "closed_card_result",
     "decline_words",
     "fetch_card",
+    "issuer_text",
     "transaction_info",
 ]
 
@@ -228,22 +230,41 @@ async def card_after_movement(
             )
         card, summary = await fetch_card(client, card_id, cache)
     except (InterlaceError, Refusal) as exc:
-        warnings.append(f"the movement completed, but the card could not be read afterwards ({exc}); use get_card")
+        why = upstream_ref(exc) if isinstance(exc, InterlaceError) else f" ([{exc.code}])"
+        warnings.append(f"the movement completed, but the card could not be read afterwards{why}; use get_card")
         return None
     return card_result(card, sandbox=sandbox, summary=summary, record=record)
 
 
+#: decline_reason of a decline whose code this server does not know (Interlace's own words: issuer_text).
+UNKNOWN_DECLINE = "declined by the card issuer (no reason code this server knows)"
+
+
 def decline_words(txn: CardTransaction) -> tuple[str | None, str | None]:
     """(code, reason) of a declined transaction: Interlace's code and plain words an agent can act on
-    (fraud-related codes only ever read "declined by the issuer's risk checks"); (None, None) otherwise."""
+    (fraud-related codes only ever read "declined by the issuer's risk checks"); (None, None) otherwise.
+    The reason is always the server's own sentence; Interlace's text is :func:`issuer_text`."""
     if txn.status != "FAIL":
         return None, None
-    code = clean_text(txn.decline_code, 16) or None
+    code = _decline_code(txn)
     described = describe_decline(code)
     if described is not None:
         return code, described.reason
-    # No code Interlace's reference names: its own description, else a generic sentence.
-    return None, clean_text(txn.remark) or "declined by the card issuer"
+    return None, UNKNOWN_DECLINE
+
+
+def _decline_code(txn: CardTransaction) -> str | None:
+    """The decline code when it is code-shaped (an unknown one is repeated in a sentence of ours), else None."""
+    code = clean_text(txn.decline_code, 16) or None
+    return code if code is not None and upstream_word(code) == code else None
+
+
+def issuer_text(txn: CardTransaction) -> str | None:
+    """Interlace's own description of a decline whose code this server has no words for: untrusted text from
+    outside, returned only in the ``issuer_text`` field (never inside a sentence of ours)."""
+    if txn.status != "FAIL" or _decline_code(txn) in DECLINE_REASONS:
+        return None
+    return clean_text(txn.remark) or None
 
 
 def transaction_info(txn: CardTransaction) -> TransactionInfo:
@@ -263,4 +284,5 @@ def transaction_info(txn: CardTransaction) -> TransactionInfo:
         mcc=clean_text(txn.mcc, 8),
         created_at=iso_utc(wire_time(txn.create_time)),
         client_transaction_id=txn.client_transaction_id,
+        issuer_text=issuer_text(txn),
     )

@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Self
 from interlace_mcp.client import NotFoundError
 from interlace_mcp.money import format_amount
 from interlace_mcp.operations._base import Deps, Execution, Expected, Lookup, Operation, OperationSpec, Outcome
+from interlace_mcp.operations._refusals import upstream_word
 from interlace_mcp.policy import CardRecord, Refusal, RequestRecord
 
 __all__ = ["FundAccount"]
@@ -102,5 +103,5 @@ class FundAccount(Operation):
     def _message(self, status: str | None) -> str:
         return (
             f"moved {format_amount(self.value)} {self.currency} from the CryptoConnect wallet into the Infinity"
-            f" account as USD (1:1; Interlace status {status})"
+            f" account as USD (1:1; Interlace status {upstream_word(status)})"
         )

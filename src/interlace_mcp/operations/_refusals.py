@@ -1,11 +1,16 @@
 """Refusals the operations raise: unknown objects, and Interlace's definite answers in words.
 
-There is one refusal type (:class:`interlace_mcp.policy.Refusal`); these build it. They never echo raw
-upstream bodies, secrets or card data: client errors are already sanitized, and only their code and
-message are added.
+There is one refusal type (:class:`interlace_mcp.policy.Refusal`); these build it. A refusal's text is the
+server's own sentence, so it never carries text from outside (threats: indirect prompt injection): not
+Interlace's message -- which may echo an agent's label or anything else -- only Interlace's error code when
+it is code-shaped and the HTTP status (:func:`upstream_ref`). The message goes to the server log, for
+operators.
 """
 
 from __future__ import annotations
+
+import logging
+import re
 
 from interlace_mcp.client import (
     AuthenticationError,
@@ -18,7 +23,29 @@ from interlace_mcp.client import (
 )
 from interlace_mcp.policy import Refusal
 
-__all__ = ["not_found", "refusal_from_upstream"]
+__all__ = ["not_found", "refusal_from_upstream", "upstream_ref", "upstream_word"]
+
+logger = logging.getLogger("interlace_mcp.operations")
+
+#: What an Interlace error code looks like (digits, or a short identifier); anything else is not repeated.
+_CODE_SHAPE = re.compile(r"^[A-Za-z0-9_.-]{1,24}$")
+
+
+def upstream_word(value: object) -> str:
+    """An upstream status or code as a server sentence may repeat it: only when it is code-shaped."""
+    text = str(value) if value is not None else ""
+    return text if _CODE_SHAPE.match(text) else "unknown"
+
+
+def upstream_ref(exc: InterlaceError) -> str:
+    """`` (Interlace code 100100001, HTTP 400)``: what of an Interlace failure a server sentence may repeat --
+    never its message (text from outside)."""
+    parts = []
+    if exc.code is not None and _CODE_SHAPE.match(exc.code):
+        parts.append(f"Interlace code {exc.code}")
+    if exc.status_code is not None:
+        parts.append(f"HTTP {int(exc.status_code)}")
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def not_found(kind: str, ident: str) -> Refusal:
@@ -27,12 +54,13 @@ def not_found(kind: str, ident: str) -> Refusal:
 
 
 def refusal_from_upstream(exc: InterlaceError, *, what: str) -> Refusal:
-    """A definite Interlace failure, in words, with Interlace's code."""
-    code = f" (Interlace code {exc.code})" if exc.code else ""
+    """A definite Interlace failure, in words, with Interlace's code (its message only in the log)."""
+    code = upstream_ref(exc)
+    logger.info("%s: Interlace answered %s", what, exc)
     if isinstance(exc, InsufficientFundsError):
         return Refusal.one(
             "insufficient_funds",
-            f"{what} failed: not enough funds{code}: {exc.message}. Nothing moved",
+            f"{what} failed: not enough funds{code}. Nothing moved",
             upstream_code=exc.code,
         )
     if isinstance(exc, CardStateError):
@@ -66,4 +94,8 @@ def refusal_from_upstream(exc: InterlaceError, *, what: str) -> Refusal:
             f"{what}: Interlace did not give a usable answer{code}; try again in a moment",
             upstream_code=exc.code,
         )
-    return Refusal.one("upstream_error", f"{what} failed at Interlace{code}: {exc.message}", upstream_code=exc.code)
+    return Refusal.one(
+        "upstream_error",
+        f"{what} failed at Interlace{code}; Interlace's message is in the server log for an operator",
+        upstream_code=exc.code,
+    )

@@ -28,10 +28,16 @@ import anyio
 
 from interlace_mcp._crash import crashpoint
 from interlace_mcp.audit import AuditWriteError
-from interlace_mcp.client import InterlaceError
+from interlace_mcp.client import (
+    InProgressError,
+    InterlaceConnectionError,
+    InterlaceError,
+    InterlaceTimeoutError,
+    ServerError,
+)
 from interlace_mcp.money import format_amount
 from interlace_mcp.operations._base import Deps, Execution, Operation, Outcome
-from interlace_mcp.operations._refusals import refusal_from_upstream
+from interlace_mcp.operations._refusals import refusal_from_upstream, upstream_ref
 from interlace_mcp.operations._results import MoneyMovement
 from interlace_mcp.policy import (
     AgentPolicy,
@@ -250,7 +256,7 @@ async def _execute(
                 message=(
                     "Interlace did not confirm every step in time; the amount stays reserved and nothing will "
                     "move twice. Call the same tool again with the same request_id (or get_request_status) to "
-                    f"learn the result. Interlace's last answer: {exc}"
+                    f"learn the result. Interlace's last answer: {_answer(exc)}"
                 ),
             ).audited()
         failed = refusal_from_upstream(exc, what=op.summary())
@@ -281,6 +287,21 @@ async def _execute(
     if resumed:
         movement = movement.model_copy(update={"replayed": True})
     return movement.audited()
+
+
+def _answer(exc: InterlaceError) -> str:
+    """Interlace's last answer in the server's words: its kind and code, never its message (text from outside)."""
+    if isinstance(exc, InterlaceTimeoutError):
+        kind = "no answer in time"
+    elif isinstance(exc, InterlaceConnectionError):
+        kind = "the connection failed"
+    elif isinstance(exc, InProgressError):
+        kind = "transaction in progress"
+    elif isinstance(exc, ServerError):
+        kind = "a server error"
+    else:
+        kind = "an error"
+    return kind + upstream_ref(exc)
 
 
 async def _stop(deps: Deps, key: RequestKey, agent: str, op: Operation, outcome: str, *, keep: bool) -> None:

@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Self
 
 from interlace_mcp.money import format_amount
 from interlace_mcp.operations._base import Deps, Execution, Expected, Lookup, Operation, OperationSpec, Outcome
+from interlace_mcp.operations._refusals import upstream_word
 from interlace_mcp.policy import AgentPolicy, CardRecord, Payee, Refusal, RequestRecord, Violation, payee_violation
 
 __all__ = ["CreateTransfer"]
@@ -122,4 +123,5 @@ class CreateTransfer(Operation):
         return Outcome(amount=self.value, transaction_id=transfer.id, message=self._message(transfer.status))
 
     def _message(self, status: str | None) -> str:
-        return f"sent {format_amount(self.value)} {self.currency} to {self.payee} (Interlace status {status})"
+        amount = f"{format_amount(self.value)} {self.currency}"
+        return f"sent {amount} to {self.payee} (Interlace status {upstream_word(status)})"

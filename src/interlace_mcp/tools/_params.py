@@ -47,73 +47,54 @@ Amount = Annotated[
         {
             "type": "string",
             "pattern": AMOUNT_PATTERN,
-            "description": 'Amount as a JSON string with at most 2 decimals, greater than zero, e.g. "10.50"',
+            "description": 'A string, > 0, e.g. "10.50"',
         }
     ),
 ]
+# The patterns bound the length too: no minLength/maxLength repeated next to them.
 RequestId = Annotated[
     str,
     Field(
-        min_length=1,
-        max_length=64,
         pattern=r"^[A-Za-z0-9._:-]{1,64}$",
-        description=(
-            "Your idempotency key for this request (1-64 chars of A-Z a-z 0-9 . _ : -). Reuse it to retry "
-            "or to learn the outcome; a new request needs a new id."
-        ),
+        description="Your key for this request: the same id retries it (nothing moves twice); a new request, a new id",
     ),
 ]
 Currency = Annotated[
     str,
-    Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 currency code; Interlace cards are USD only"),
+    Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code: USD only"),
 ]
 CardId = Annotated[
     str,
     Field(
-        min_length=1,
-        max_length=64,
         pattern=r"^[A-Za-z0-9-]{1,64}$",
-        description="The card's id (from issue_card or list_cards)",
+        description="One of this agent's card ids (from issue_card or list_cards)",
     ),
 ]
 DryRun = Annotated[
     StrictBool,
-    Field(description="true: only report what policy would decide and what would happen; changes nothing"),
+    Field(description="true: only say what would happen; changes nothing"),
 ]
 Reveal = Annotated[
     StrictBool,
-    Field(
-        description=(
-            "true: card details as this agent's policy allows: the number and CVV, a widget token, or a one-time"
-            " link that shows the card to a human (never to you)"
-        )
-    ),
+    Field(description="true: card details as policy allows (see the tool description); every reveal is audited"),
 ]
 SingleUse = Annotated[
     StrictBool,
-    Field(
-        description=(
-            "true: a card for one purchase: once that purchase settles the server closes it and returns what is"
-            " left to the Infinity account (policy single_use_cards may force it)"
-        )
-    ),
+    Field(description="true: the server closes the card, returning what is left, once its first purchase settles"),
 ]
 ExpiresInMinutes = Annotated[
     StrictInt,
     Field(
         ge=1,
         le=525_600,
-        description=(
-            "Minutes until the server closes the card and returns what is left (policy card_max_ttl_minutes caps"
-            " it, and sets it when left out)"
-        ),
+        description="Minutes until the server closes the card, returning what is left (policy may cap or set it)",
     ),
 ]
 Mcc = Annotated[
     str,
     Field(
         pattern=r"^[0-9]{4}$",
-        description='The merchant category code (MCC, 4 digits) of the simulated merchant, e.g. "5734" (software)',
+        description='The merchant category code (4 digits), e.g. "5734" (software)',
     ),
 ]
 ThreeDS = Annotated[
@@ -131,14 +112,12 @@ def _no_card_number(value: str) -> str:
 
 Label = Annotated[
     str,
-    Field(min_length=1, max_length=50, description="A short name for the card (max 50 chars; never a card number)"),
+    Field(min_length=1, max_length=50, description="A short name for the card; never a card number"),
     AfterValidator(_no_card_number),
 ]
 Memo = Annotated[
     str,
-    Field(
-        min_length=1, max_length=140, description="A note stored with the transfer (max 140 chars; never a card number)"
-    ),
+    Field(min_length=1, max_length=140, description="A note stored with the transfer; never a card number"),
     AfterValidator(_no_card_number),
 ]
 Merchant = Annotated[
@@ -148,11 +127,14 @@ Merchant = Annotated[
 ]
 PayeeName = Annotated[
     str,
-    Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]{1,64}$", description="A payee name from list_payees"),
+    Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$", description="A payee name from list_payees"),
 ]
 PageSize = Annotated[int, Field(ge=1, le=100, description="How many transactions per page (1-100)")]
 Page = Annotated[int, Field(ge=1, le=10_000, description="Page number, from 1")]
-CardStatus = Literal["ACTIVE", "FROZEN", "PENDING", "INACTIVE", "CONTROL"]
+CardStatus = Annotated[
+    Literal["ACTIVE", "FROZEN", "PENDING", "INACTIVE", "CONTROL"],
+    Field(description="Only cards with this card_status (get_card explains them)"),
+]
 #: The stablecoins a CryptoConnect wallet holds (client.STABLECOINS; a test keeps them equal).
 Stablecoin = Annotated[
     Literal["USDC", "USDT"],

@@ -21,9 +21,10 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict
 
-from interlace_mcp.app import Runtime
+from interlace_mcp.app import RefusalNote, Runtime
 from interlace_mcp.audit import AuditWriteError
 from interlace_mcp.client import InterlaceError
+from interlace_mcp.money import format_amount
 from interlace_mcp.operations import (
     CardTransfer,
     CloseCard,
@@ -38,6 +39,7 @@ from interlace_mcp.tools._caller import Caller, rate_limited
 from interlace_mcp.tools._errors import as_refusal, refusal_code, refusal_result
 from interlace_mcp.tools._human import OpenUrlRound
 from interlace_mcp.tools._progress import reporting
+from interlace_mcp.tools._schema import compact_schema, output_schema
 
 __all__ = ["SPECS", "TOOLSETS", "ToolSpec", "build_tool", "readme_table", "select_tools", "validation_errors"]
 
@@ -161,6 +163,8 @@ def _guard(spec: ToolSpec) -> Callable[..., Awaitable[Any]]:
             raise
         failed = isinstance(result, CallToolResult) and result.is_error
         metrics.tool_call(spec.name, time.perf_counter() - started, refusal=refusal_code(result) if failed else None)
+        if failed and spec.money:
+            _note_refusal(spec, caller, kwargs, result)
         return as_call_result(result)
 
     async def checked(*args: Any, **kwargs: Any) -> Any:
@@ -229,6 +233,24 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
+def _note_refusal(spec: ToolSpec, caller: Caller, kwargs: dict[str, Any], result: CallToolResult) -> None:
+    """Remember a money call's refusal by its request_id, so get_request_status can answer it (app/_notes.py)."""
+    request_id = kwargs.get("request_id")
+    first = result.content[0] if result.content else None
+    if not isinstance(request_id, str) or not isinstance(first, TextContent):
+        return
+    rt = caller.runtime
+    amount = kwargs.get("amount")
+    note = RefusalNote(
+        tool=spec.name,
+        text=first.text,
+        amount=format_amount(amount) if isinstance(amount, Decimal) else None,
+        currency=str(kwargs.get("currency") or "USD"),
+        at=rt.store.now(),
+    )
+    rt.refusals.note(rt.scope, caller.agent, request_id, note)
+
+
 def _audit_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
     """The call's arguments as the agent sent them (amounts as strings); never the context or resolved values."""
     return {
@@ -258,7 +280,9 @@ def build_tool(spec: ToolSpec) -> Tool:
     base = tool.fn_metadata.arg_model
     strict = cast(type[BaseModel], type(base.__name__, (base,), {"model_config": ConfigDict(extra="forbid")}))
     tool.fn_metadata.arg_model = strict  # type: ignore[assignment]  # a subclass of the SDK's own model
-    tool.parameters = strict.model_json_schema(by_alias=True)
+    tool.parameters = compact_schema(strict.model_json_schema(by_alias=True), keep_defaults=True)
+    if tool.fn_metadata.output_schema is not None:  # read live by the SDK; results are still validated in full
+        tool.fn_metadata.output_schema = output_schema(tool.fn_metadata.output_schema)
     return tool
 
 

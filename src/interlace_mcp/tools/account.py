@@ -17,6 +17,7 @@ from interlace_mcp.operations import (
     not_found,
     pending_message,
     refusal_from_upstream,
+    upstream_ref,
 )
 from interlace_mcp.policy import approvals, requests
 from interlace_mcp.tools._caller import Caller, resolve_caller
@@ -26,10 +27,10 @@ __all__ = ["get_balance", "get_request_status"]
 
 
 async def get_balance(caller: Annotated[Caller, Resolve(resolve_caller)]) -> BalanceResult:
-    """Show the Infinity account's available balance (what cards and transfers are paid from) and its wallets.
+    """Show the Infinity account's available USD balance (what card loads and transfers are paid from) and its wallets.
 
-    `wallets` are the stablecoin (USDC/USDT) balances of the CryptoConnect wallet that fund_account moves
-    into the Infinity account. If they cannot be read, the balance still answers, with a warning.
+    Shared by every agent of the account: this agent's limits (get_spend_status) say what it may spend. wallets:
+    USDC/USDT balances (up to 6 decimals) that fund_account moves in 1:1; unreadable ones give a warning.
     """
     rt = caller.runtime
     try:
@@ -43,8 +44,8 @@ async def get_balance(caller: Annotated[Caller, Resolve(resolve_caller)]) -> Bal
     except InterlaceError as exc:
         wallets = []
         warnings = [
-            f"the CryptoConnect wallet balances could not be read ({exc}); the Infinity balance above is current."
-            " Try again later"
+            f"the CryptoConnect wallet balances could not be read{upstream_ref(exc)}; the Infinity balance above is"
+            " current. Try again later"
         ]
     return BalanceResult(
         available=format_amount(balance.available),
@@ -72,13 +73,29 @@ def wallet_infos(wallet: CryptoWallet) -> list[WalletInfo]:
 async def get_request_status(
     request_id: RequestId, caller: Annotated[Caller, Resolve(resolve_caller)]
 ) -> RequestStatus:
-    """Show where one of this agent's money requests stands: completed, pending approval, in progress, refused."""
+    """Show where one of this agent's money requests stands, by its request_id.
+
+    status: completed (result), pending_approval, in_progress (retry the call), denied or expired (the approval),
+    or refused: a refusal stores nothing, but this server process remembers an agent's recent refusals for a
+    day (not after a restart, nor on other instances): message is the refusal's text. Else not_found.
+    """
     rt = caller.runtime
     if await rt.store.read(approvals.any_due):
         await rt.store.write(approvals.expire_due)
     records = await rt.store.read(requests.find_requests, rt.scope, caller.agent, request_id)
     if not records:
-        raise not_found("request", request_id)
+        noted = rt.refusals.find(rt.scope, caller.agent, request_id, now=rt.store.now())
+        if noted is None:
+            raise not_found("request", request_id)
+        return RequestStatus(
+            request_id=request_id,
+            tool=noted.tool,
+            status="refused",
+            amount=noted.amount,
+            currency=noted.currency,
+            message=noted.text + " (a refusal stores nothing: this request_id may be used again)",
+            sandbox=rt.sandbox,
+        )
     record = records[0]
     approval = record.approval
     result = None

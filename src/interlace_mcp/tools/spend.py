@@ -51,10 +51,12 @@ def _spend(rx: Reader, scope: str, agent: str, policy: AgentPolicy) -> _Spend:
 
 
 async def get_spend_status(caller: Annotated[Caller, Resolve(resolve_caller)]) -> SpendStatus:
-    """Show this agent's spend limits: per window the limit, spent, reserved, remaining and reset time.
+    """Show this agent's spend limits: per window the limit, spent, reserved, remaining and resets_at.
 
-    Also what its cards may buy: the merchant categories allowed (mcc_allow) and blocked (mcc_block), and
-    whether new cards are single-use or expire (single_use_cards, card_max_ttl_minutes).
+    Windows: transaction, day, week, month, lifetime; a null limit means none; reserved is held by calls in
+    flight or awaiting approval. Also pending approvals, today's funding (fund_daily), what cards may buy
+    (mcc_allow, mcc_block) and whether new cards are single-use or expire (single_use_cards,
+    card_max_ttl_minutes).
     """
     rt, agent, policy = caller.runtime, caller.agent, caller.policy
     if await rt.store.read(approvals.any_due):
