@@ -62,22 +62,7 @@ class FundStatus:
 
 def fund_violations(rx: Reader, key: RequestKey, policy: AgentPolicy, amount: Decimal, now: float) -> list[Violation]:
     """``fund_daily``, when ``amount`` more would push today's funding past it."""
-    if amount <= 0 or policy.fund_daily is None:
-        return []
-    keys = window_keys(now, policy.zone)
-    reserved, committed = totals(rx, key.scope, key.agent, FUND_CURRENCY, FUND_WINDOW, keys.day)
-    if committed + reserved + to_minor(amount) <= to_minor(policy.fund_daily):
-        return []
-    return [
-        fund_violation(
-            policy.fund_daily,
-            FUND_CURRENCY,
-            committed_minor=committed,
-            reserved_minor=reserved,
-            requested=amount,
-            resets=iso_utc(keys.resets["day"]),
-        )
-    ]
+    return held_fund_violations(rx, key, policy, None, amount, now)
 
 
 def held_fund_violations(

@@ -44,29 +44,7 @@ def window_violations(
     rx: Reader, key: RequestKey, policy: AgentPolicy, spend: Decimal, currency: str, now: float
 ) -> list[Violation]:
     """Every calendar window that ``spend`` more would push past its limit."""
-    if spend <= 0:
-        return []
-    keys = window_keys(now, policy.zone)
-    requested = to_minor(spend)
-    out: list[Violation] = []
-    for window, limit in policy.window_limits().items():
-        if limit is None:
-            continue
-        reserved, committed = totals(rx, key.scope, key.agent, currency, window, keys.key(window))
-        if committed + reserved + requested <= to_minor(limit):
-            continue
-        out.append(
-            window_violation(
-                window,
-                limit,
-                currency,
-                committed_minor=committed,
-                reserved_minor=reserved,
-                requested=spend,
-                resets=iso_utc(keys.resets[window]),
-            )
-        )
-    return out
+    return held_window_violations(rx, key, policy, None, spend, currency, now)
 
 
 def day_figures(rx: Reader, scope: str, agent: str, policy: AgentPolicy, currency: str, now: float) -> DayFigures:
