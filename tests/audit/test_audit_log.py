@@ -465,6 +465,24 @@ def test_missing_anchor_fails_verification(store: Store) -> None:
     assert not result.ok and "anchor" in result.reason
 
 
+def test_an_anchor_rewritten_in_place_is_read_again_at_once(tmp_path: Path) -> None:
+    """An anchor overwritten in place right after an append (same inode, same size, within the same file
+    timestamp tick) is still compared at the next append: the file is read on every append, not cached."""
+    with AuditLog(tmp_path / "a.sqlite3") as log:
+        fill(log, 3)
+        assert log.anchor_path is not None
+        before = log.anchor_path.read_bytes()
+        assert before.startswith(b'{"hash":"')
+        forged = before[:9] + (b"0" if before[9:10] != b"0" else b"1") + before[10:]  # one hex digit of the hash
+        fd = os.open(log.anchor_path, os.O_WRONLY)
+        try:
+            os.pwrite(fd, forged, 0)
+        finally:
+            os.close(fd)
+        log.append(agent="a", tool="t", event="after")
+        assert log.count(event=ANCHOR_MISMATCH_EVENT) == 1
+
+
 # ---- concurrency (H2) ---------------------------------------------------------------------------
 
 
