@@ -583,6 +583,30 @@ def test_card_data_never_reaches_the_database_files(tmp_path: Path) -> None:
     assert record.upstream_ids == {"cardId": "c-1"}
 
 
+def test_card_data_is_masked_every_time_it_is_appended_not_only_the_first(tmp_path: Path) -> None:
+    """The same strings appended again and again (as a money call's two records repeat them), clean ones and
+    ones holding card data alternately, are stored exactly as scrubbing them the first time gave."""
+    with AuditLog(tmp_path / "again.sqlite3") as log:
+        for i in range(3):
+            log.append(
+                agent="shopper",
+                tool="top_up_card",
+                event="outcome",
+                arguments={"request_id": "r-1", "label": f"card {PAN}", "memo": "plain words", "cvv": "123"},
+                detail=f"round {i}: {PAN} then r-1",
+                request_id="r-1",
+            )
+        records = log.tail(3)
+    for record in records:
+        assert record.arguments == {
+            "request_id": "r-1",
+            "label": "card [card ...1111]",
+            "memo": "plain words",
+            "cvv": "[redacted]",
+        }
+        assert record.detail is not None and PAN not in record.detail and "[card ...1111] then r-1" in record.detail
+
+
 # ---- fail closed (H4) ---------------------------------------------------------------------------
 
 
