@@ -29,11 +29,15 @@ Usage::
     .venv/bin/python bench/overhead.py [--calls 1000] [--warmup 50] [--source SRC] [--json PATH]
 
 ``--source SRC`` serves another checkout's ``src/`` (e.g. a baseline commit) instead of this one.
+``--baseline SRC`` serves it as well, beside this one (same emulator, its own state), and adds its
+``top_up_card`` to the interleaved loop (``baseline top_up_card``): a before/after in one run, where the
+machine's drift hits both alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -47,24 +51,31 @@ import anyio
 TARGET_BEYOND_SDK_MS = 1.5
 
 
-async def measure(calls: int, warmup: int, source: Path | None = None) -> dict[str, Any]:
+async def measure(calls: int, warmup: int, source: Path | None = None, baseline: Path | None = None) -> dict[str, Any]:
     with h.temp_dir("bench-overhead-") as tmp:
         state = Path(tmp) / "state"
         tokens = h.mint_tokens(h.sqlite_url(state), ["bench-agent"], source)
+        base_state = Path(tmp) / "baseline-state"
+        base_tokens = h.mint_tokens(h.sqlite_url(base_state), ["bench-agent"], baseline) if baseline else {}
         fsync = h.fsync_ms(Path(tmp))
-        with (
-            h.emulator() as upstream,
-            h.server(upstream, state, source=source) as srv,
-            h.bare_http_server() as bare_url,
-        ):
-            async with (
-                h.mcp_client(srv.url, tokens["bench-agent"]) as mcp,
-                h.DirectUpstream(upstream.url) as direct,
-                h.mcp_client(bare_url, "unused") as bare,
-            ):
+        with contextlib.ExitStack() as stack:
+            upstream = stack.enter_context(h.emulator())
+            srv = stack.enter_context(h.server(upstream, state, source=source))
+            base_srv = stack.enter_context(h.server(upstream, base_state, source=baseline)) if baseline else None
+            bare_url = stack.enter_context(h.bare_http_server())
+            async with contextlib.AsyncExitStack() as clients:
+                mcp = await clients.enter_async_context(h.mcp_client(srv.url, tokens["bench-agent"]))
+                direct = await clients.enter_async_context(h.DirectUpstream(upstream.url))
+                bare = await clients.enter_async_context(h.mcp_client(bare_url, "unused"))
                 card_id = (await h.call(mcp, "issue_card", {"amount": "1.00", "request_id": "bench-card"}))["card"][
                     "card_id"
                 ]
+                base_mcp: Any = None
+                base_card = ""
+                if base_srv is not None:
+                    base_mcp = await clients.enter_async_context(h.mcp_client(base_srv.url, base_tokens["bench-agent"]))
+                    issued = await h.call(base_mcp, "issue_card", {"amount": "1.00", "request_id": "bench-card"})
+                    base_card = issued["card"]["card_id"]
 
                 async def direct_transfer() -> None:
                     await direct.transfer_in(card_id)
@@ -76,6 +87,12 @@ async def measure(calls: int, warmup: int, source: Path | None = None) -> dict[s
                 async def mcp_top_up() -> None:
                     args = {"card_id": card_id, "amount": "0.01", "request_id": str(uuid.uuid4())}
                     result = await h.call(mcp, "top_up_card", args)
+                    if result["status"] != "completed":
+                        raise RuntimeError(result)
+
+                async def baseline_top_up() -> None:
+                    args = {"card_id": base_card, "amount": "0.01", "request_id": str(uuid.uuid4())}
+                    result = await h.call(base_mcp, "top_up_card", args)
                     if result["status"] != "completed":
                         raise RuntimeError(result)
 
@@ -92,6 +109,8 @@ async def measure(calls: int, warmup: int, source: Path | None = None) -> dict[s
                     "mcp list_payees": mcp_list_payees,
                     "bare sdk add": bare_add,
                 }
+                if base_srv is not None:
+                    variants["baseline top_up_card"] = baseline_top_up
                 for _ in range(warmup):
                     for fn in variants.values():
                         await fn()
@@ -107,7 +126,16 @@ async def measure(calls: int, warmup: int, source: Path | None = None) -> dict[s
     added_p99 = tool["p99_ms"] - base["p99_ms"]
     upstream_extra = stats["direct tool upstream"]["median_ms"] - base["median_ms"]
     sdk_floor = stats["bare sdk add"]["median_ms"]
+    compared: dict[str, Any] = {}
+    if "baseline top_up_card" in stats:
+        base_added = stats["baseline top_up_card"]["median_ms"] - base["median_ms"]
+        compared = {
+            "baseline_source": str(baseline),
+            "baseline_added_median_ms": round(base_added, 3),
+            "baseline_met": base_added <= sdk_floor + TARGET_BEYOND_SDK_MS,
+        }
     return {
+        **compared,
         "calls_per_variant": calls,
         "warmup_per_variant": warmup,
         "database": "sqlite",
@@ -145,6 +173,11 @@ def report(result: dict[str, Any]) -> None:
         f"target: added <= bare SDK round trip + {TARGET_BEYOND_SDK_MS} ms = {result['target_added_median_ms']:.2f} ms"
         f" median -> {h.verdict(result['met'])} ({result['added_median_ms']:.2f} ms)"
     )
+    if "baseline_added_median_ms" in result:
+        print(
+            f"baseline ({result['baseline_source']}), same run: added {result['baseline_added_median_ms']:.2f} ms"
+            f" median -> {h.verdict(result['baseline_met'])}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,9 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=1000, help="timed calls per variant")
     parser.add_argument("--warmup", type=int, default=50, help="untimed calls per variant first")
     parser.add_argument("--source", type=Path, metavar="SRC", help="serve another checkout's src/ (e.g. a baseline)")
+    parser.add_argument(
+        "--baseline", type=Path, metavar="SRC", help="also serve another checkout's src/ and interleave its top_up_card"
+    )
     parser.add_argument("--json", type=Path, help="where to write the results (default bench/results/overhead.json)")
     args = parser.parse_args(argv)
-    result = anyio.run(measure, args.calls, args.warmup, args.source)
+    result = anyio.run(measure, args.calls, args.warmup, args.source, args.baseline)
     report(result)
     print(f"wrote {h.write_json('overhead', result, args.json)}")
     return 0

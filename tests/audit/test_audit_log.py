@@ -465,6 +465,24 @@ def test_missing_anchor_fails_verification(store: Store) -> None:
     assert not result.ok and "anchor" in result.reason
 
 
+def test_an_anchor_rewritten_in_place_is_read_again_at_once(tmp_path: Path) -> None:
+    """An anchor overwritten in place right after an append (same inode, same size, within the same file
+    timestamp tick) is still compared at the next append: the file is read on every append, not cached."""
+    with AuditLog(tmp_path / "a.sqlite3") as log:
+        fill(log, 3)
+        assert log.anchor_path is not None
+        before = log.anchor_path.read_bytes()
+        assert before.startswith(b'{"hash":"')
+        forged = before[:9] + (b"0" if before[9:10] != b"0" else b"1") + before[10:]  # one hex digit of the hash
+        fd = os.open(log.anchor_path, os.O_WRONLY)
+        try:
+            os.pwrite(fd, forged, 0)
+        finally:
+            os.close(fd)
+        log.append(agent="a", tool="t", event="after")
+        assert log.count(event=ANCHOR_MISMATCH_EVENT) == 1
+
+
 # ---- concurrency (H2) ---------------------------------------------------------------------------
 
 
@@ -563,6 +581,30 @@ def test_card_data_never_reaches_the_database_files(tmp_path: Path) -> None:
     assert args["card_number"] == args["cardNumber"] == args["cvv"] == "[redacted]"
     assert args["nested"]["items"][0] == "[card ...1111]" and args["as_int"] == "[card ...1111]"
     assert record.upstream_ids == {"cardId": "c-1"}
+
+
+def test_card_data_is_masked_every_time_it_is_appended_not_only_the_first(tmp_path: Path) -> None:
+    """The same strings appended again and again (as a money call's two records repeat them), clean ones and
+    ones holding card data alternately, are stored exactly as scrubbing them the first time gave."""
+    with AuditLog(tmp_path / "again.sqlite3") as log:
+        for i in range(3):
+            log.append(
+                agent="shopper",
+                tool="top_up_card",
+                event="outcome",
+                arguments={"request_id": "r-1", "label": f"card {PAN}", "memo": "plain words", "cvv": "123"},
+                detail=f"round {i}: {PAN} then r-1",
+                request_id="r-1",
+            )
+        records = log.tail(3)
+    for record in records:
+        assert record.arguments == {
+            "request_id": "r-1",
+            "label": "card [card ...1111]",
+            "memo": "plain words",
+            "cvv": "[redacted]",
+        }
+        assert record.detail is not None and PAN not in record.detail and "[card ...1111] then r-1" in record.detail
 
 
 # ---- fail closed (H4) ---------------------------------------------------------------------------

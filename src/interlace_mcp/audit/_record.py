@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -48,15 +49,33 @@ _SECRET_KEY_PARTS = (
 )
 
 
+@functools.lru_cache(maxsize=512)
 def is_secret_key(key: str) -> bool:
     """``card_number``, ``cardNumber``, ``cvv``, ``pan``, ``access_token``, ``client_secret``, ... ."""
     norm = re.sub(r"[^a-z0-9]", "", key.lower())
     return norm in _SECRET_KEYS_EXACT or any(part in norm for part in _SECRET_KEY_PARTS)
 
 
+#: Strings that scrubbing leaves exactly as they are -- nothing in them to mask, so remembering them keeps
+#: nothing secret -- up to this length and this many (cleared when full). A money call's two records repeat
+#: most of their strings (agent, tool, request_id, card_id, currency, keys): scrubbing one again is a dict
+#: look-up instead of seven regular expressions (a call's two records: ~165 -> ~45 us). A string redact changes is
+#: never kept.
+_CLEAN: dict[str, None] = {}
+_CLEAN_MAX = 1024
+_CLEAN_LEN = 200
+
+
 def _text(value: str) -> str:
+    if value in _CLEAN:
+        return value
     # Lone surrogates cannot be encoded as UTF-8: replace them rather than fail the write.
-    return redact(value.encode("utf-8", "replace").decode("utf-8"))
+    text = redact(value.encode("utf-8", "replace").decode("utf-8"))
+    if text == value and len(value) <= _CLEAN_LEN:
+        if len(_CLEAN) >= _CLEAN_MAX:
+            _CLEAN.clear()
+        _CLEAN[value] = None
+    return text
 
 
 def scrub(value: Any, _depth: int = 0) -> Any:

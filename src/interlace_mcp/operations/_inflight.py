@@ -25,6 +25,8 @@ class InFlight:
 
     async def wait(self, key: RequestKey, timeout: float) -> bool:
         """Wait until no call of this process holds ``key``; False when ``timeout`` ran out first."""
+        if key not in self._running:
+            return True  # the usual case: no timer, no cancel scope
         with anyio.move_on_after(timeout):
             while (event := self._running.get(key)) is not None:
                 await event.wait()
