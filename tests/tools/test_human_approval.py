@@ -323,3 +323,31 @@ async def test_an_approved_issue_is_checked_against_the_windows_without_its_own_
         rt.ledger.decide(pending["approval_id"], approve=True, by="alice")
         done = await call(c, "issue_card", {"amount": "60.00", "request_id": "big"})
     assert done["status"] == "completed" and done["card"]["balance"] == "60.00"
+
+
+# ---- the confirmation band is never skipped when the ledger decides no approval is needed after all ---------
+
+TIMED = (
+    '[defaults]\nper_transaction = "100.00"\ndaily = "100.00"\nconfirm_above = "5.00"\n'
+    'approval_daily_above = "20.00"\ntransfer_payees = ["sandbox-payee"]\n'
+)
+
+
+@BOTH_BACKENDS
+async def test_an_expiring_approval_does_not_let_a_band_call_skip_its_confirmation(
+    make_server: ServerFactory, sandbox_app: Any, clock: Any
+) -> None:
+    """The agent knows when its own pending approval expires. Right after, the read behind the question still
+    counts that reservation (so approval_daily_above "needs approval anyway" and the question is skipped), but
+    the reserving transaction expires it first and finds no approval needed: the band call must not then move
+    money unconfirmed -- it is asked out of band instead."""
+    human = Human()
+    async with Client(make_server(policy=TIMED), elicitation_callback=human) as c:
+        first = await call(c, "create_transfer", {"payee": "sandbox-payee", "amount": "25.00", "request_id": "big"})
+        assert first["status"] == "pending_approval" and not human.asked
+        clock.advance(901)  # past expires_at (INTERLACE_APPROVAL_TTL_SECONDS 900), not yet swept by a writer
+        second = await call(c, "create_transfer", {"payee": "sandbox-payee", "amount": "10.00", "request_id": "s"})
+    unconfirmed = second["status"] == "completed" and not human.asked
+    assert not unconfirmed, "a confirmation-band transfer moved money without anyone confirming it"
+    assert second["status"] == "pending_approval" and "confirmation band" in second["message"]
+    assert transfers(sandbox_app) == []

@@ -85,12 +85,15 @@ async def run_money(
     force_approval: bool = False,
     known: bool = False,
     kill_switch: bool = True,
+    unconfirmed: bool = False,
 ) -> MoneyMovement:
     """Run one money call. ``stateless``: the rules the caller found broken (kill switch, per-transaction,
     payee); ``force_approval``: the confirmation band applies but the client could not be asked;
     ``known``: the request existed when the caller looked (a new one is planned before it is reserved);
     ``kill_switch=False``: the server's own call that only returns money (closing a purpose-bound card),
-    which an agent's kill switch does not stop."""
+    which an agent's kill switch does not stop. ``unconfirmed``: a confirmation-band call whose question was
+    not asked because it looked like needing approval anyway -- if the ledger finds no approval needed when it
+    reserves (a reservation released meanwhile), a human still approves it: never moved unconfirmed."""
     spec = op.spec
     key = RequestKey(deps.scope, agent, spec.name, op.request_id)
     reasons = approval_reasons(policy, op, force_approval=force_approval)
@@ -106,8 +109,9 @@ async def run_money(
             except InterlaceError as exc:
                 raise refusal_from_upstream(exc, what=op.summary()) from None
         try:
+            fallback = [confirmation_band_reason(policy, op.governed, op.currency, skipped=True)] if unconfirmed else []
             begun = await deps.store.write(
-                _reserve, deps, key, agent, policy, op, stateless, reasons, progress, kill_switch
+                _reserve, deps, key, agent, policy, op, stateless, reasons, progress, kill_switch, fallback
             )
         except AuditWriteError:
             # Fail closed: no audit record, no money movement (the reservation was rolled back with it).
@@ -147,6 +151,7 @@ def _reserve(
     reasons: list[str],
     progress: dict[str, Any] | None,
     kill_switch: bool = True,
+    fallback: list[str] | None = None,
 ) -> BeginResult:
     """Write transaction 1: record, rules, reservation, keys, lease -- and the decision, when executing."""
     spec = op.spec
@@ -173,6 +178,7 @@ def _reserve(
         lease=deps.lease,
         kill_switch=kill_switch,
         fund=op.fund,
+        fallback_reasons=fallback or (),
     )
     if begun.started:
         record = begun.record

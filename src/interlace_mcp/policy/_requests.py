@@ -109,6 +109,7 @@ def begin(
     approval_details: Mapping[str, Any] | None = None,
     daily_approval: bool = False,
     recheck: Sequence[Violation] = (),
+    fallback_reasons: Sequence[str] = (),
 ) -> BeginResult:
     """New request, replay, resume or conflict -- and for a new one: check every rule and reserve, atomically.
 
@@ -121,7 +122,9 @@ def begin(
     ``approval_reasons`` say why a human must approve (with ``needs_approval``); ``daily_approval``:
     ``approval_daily_above`` applies, checked here with the windows. An approved request about
     to start is checked again against ``policy`` (``recheck``: the rules the caller found broken now)
-    and refused -- released, stored -- when it tightened.
+    and refused -- released, stored -- when it tightened. ``fallback_reasons``: why a human must approve a new
+    request when nothing else here says so (a confirmation-band call whose question was skipped because
+    approval looked needed when the caller read the day: never executed unconfirmed).
     """
     now = tx.now()
     approvals.expire_due(tx)
@@ -171,7 +174,7 @@ def begin(
         raise Refusal(violations)
     reasons = approvals.reasons_for(
         tx, key, policy, spend, currency, asked=approval_reasons if needs_approval else (), daily=daily_approval
-    )
+    ) or list(fallback_reasons)
     entry_id = None
     if spend > 0:
         entry_id = reserve(tx, key, spend, currency, policy, now)

@@ -192,14 +192,20 @@ def approval_above_reason(policy: AgentPolicy, amount: Decimal, currency: str) -
     )
 
 
-def confirmation_band_reason(policy: AgentPolicy, amount: Decimal, currency: str) -> str:
-    """In the confirmation band, but the client cannot ask its user: a human is asked out of band instead."""
+def confirmation_band_reason(policy: AgentPolicy, amount: Decimal, currency: str, *, skipped: bool = False) -> str:
+    """In the confirmation band, but the client cannot ask its user (``skipped``: its user was not asked, as
+    the call looked like needing approval anyway): a human is asked out of band instead."""
     band = f"above confirm_above {format_amount(policy.confirm_above or Decimal(0))}"
     if policy.approval_above is not None:
         band += f", up to approval_above {format_amount(policy.approval_above)}"
+    why = (
+        "was not confirmed in the client (it looked like needing approval when checked)"
+        if skipped
+        else "this client cannot ask its user to confirm"
+    )
     return (
-        f"{format_amount(amount)} {currency} is in this agent's confirmation band ({band}) and this client cannot"
-        " ask its user to confirm, so a human was asked out of band instead"
+        f"{format_amount(amount)} {currency} is in this agent's confirmation band ({band}) and {why},"
+        " so a human was asked out of band instead"
     )
 
 

@@ -24,7 +24,7 @@ from interlace_mcp.operations import Refusal, day_text, quoted_agent_text, what_
 from interlace_mcp.policy import AgentPolicy
 from interlace_mcp.tools._caller import Caller
 
-__all__ = ["Confirm", "Confirmation", "confirmation_for", "needs_out_of_band", "question"]
+__all__ = ["Confirm", "Confirmation", "confirmation_for", "needs_out_of_band", "question", "skipped_for_approval"]
 
 
 class Confirm(BaseModel):
@@ -54,6 +54,15 @@ def _should_ask(caller: Caller) -> bool:
     if caller.approval:
         return False  # it needs a human's approval anyway (e.g. approval_daily_above): never asked twice
     return op.spec.needs_consent and in_band(caller.policy, op.governed)
+
+
+def skipped_for_approval(caller: Caller) -> bool:
+    """A call in the band that was not asked because it looked like needing approval anyway (read before the
+    reservation): the runner makes sure a human approves it even if the ledger then finds no approval needed."""
+    op = caller.operation
+    if op is None or caller.refusal is not None or caller.gate or caller.dry_run or caller.known is not None:
+        return False
+    return bool(caller.approval) and op.spec.needs_consent and in_band(caller.policy, op.governed)
 
 
 def question(caller: Caller) -> str:

@@ -10,7 +10,7 @@ from mcp.server.mcpserver import Context
 from interlace_mcp.operations import MoneyMovement, run_money
 from interlace_mcp.tools._approval import await_human
 from interlace_mcp.tools._caller import Caller
-from interlace_mcp.tools._confirm import Confirmation, needs_out_of_band
+from interlace_mcp.tools._confirm import Confirmation, needs_out_of_band, skipped_for_approval
 
 __all__ = ["run_tool"]
 
@@ -32,6 +32,7 @@ async def run_tool(caller: Caller, ctx: Context[Any, Any], confirmation: Confirm
         dry_run=caller.dry_run,
         force_approval=force_approval,
         known=caller.known is not None,
+        unconfirmed=skipped_for_approval(caller),
     )
     if movement.status != "pending_approval":
         return movement
