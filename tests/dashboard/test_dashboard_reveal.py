@@ -133,3 +133,14 @@ async def test_a_url_capable_client_is_asked_to_open_the_link(make_server: Serve
     assert "operator" in opener.asked[0].message
     links = await runtime(server).store.read(lambda rx: rx.all("SELECT card_id, agent FROM reveal_links"))
     assert [(row["card_id"], row["agent"]) for row in links] == [(card_id, "default")]
+
+
+async def test_a_2026_reveal_round_is_not_audited_as_a_pending_approval(make_server: ServerFactory) -> None:
+    """The first 2026-07-28 round of get_card reveal=true asks the client to open the link: its tool_call record
+    says so, not ``ok:pending_approval`` (no approval exists; an auditor must not look for one)."""
+    server = make_server(policy=HUMAN)
+    async with Client(server, mode="auto", elicitation_callback=Opener()) as c:
+        card_id = (await call(c, "issue_card", {"amount": "5.00", "request_id": "u-1"}))["card"]["card_id"]
+        await call(c, "get_card", {"card_id": card_id, "reveal": True})
+    records = [r for r in runtime(server).audit.tail(50) if r.tool == "get_card" and r.event == "tool_call"]
+    assert records and all(r.outcome != "ok:pending_approval" for r in records), [r.outcome for r in records]

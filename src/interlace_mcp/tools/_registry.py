@@ -179,8 +179,8 @@ def _guard(spec: ToolSpec) -> Callable[..., Awaitable[Any]]:
             try:
                 result = await spec.fn(*args, **kwargs)
             except OpenUrlRound:
-                # The request is pending and the client is asked to show the human its page; its retry (the
-                # next round of this call) waits for the decision. Recorded like the pending result it is.
+                # The client is asked to show the human a page of ours: a money request's approval page (it is
+                # pending; the retry -- the next round of this call -- waits for the decision), or a reveal link.
                 await rt.record(
                     agent=agent,
                     tool=spec.name,
@@ -188,7 +188,7 @@ def _guard(spec: ToolSpec) -> Callable[..., Awaitable[Any]]:
                     arguments=_audit_arguments(kwargs),
                     amount=str(kwargs["amount"]) if "amount" in kwargs else None,
                     request_id=kwargs.get("request_id"),
-                    outcome="ok:pending_approval",
+                    outcome="ok:pending_approval" if spec.money else "ok:asked_to_open",
                 )
                 raise
             except (Refusal, InterlaceError, AuditWriteError) as exc:
