@@ -513,3 +513,67 @@ async def test_untrusted_text_reaches_the_model_only_in_data_fields(
         "9999",
         "declined by the card issuer (code 9999)",
     )
+
+
+#: Result fields the tool descriptions call untrusted: the only ones text from outside may reach.
+DATA_FIELDS = ("merchant", "label", "memo", "issuer_text", "address")
+
+
+class HostileStatuses(HostileUpstream):
+    """Once ``on``: an upstream whose reads also put ``text`` where Interlace sends its statuses and currencies
+    -- fields the server passes on as Interlace's own codes, never as free text."""
+
+    on = False
+
+    def _rewrite(self, value: Any) -> None:
+        super()._rewrite(value)
+        if not self.on:
+            return
+        if isinstance(value, dict):
+            for key in ("status", "cardStatus", "currency", "billingCurrency", "transactionCurrency"):
+                if isinstance(value.get(key), str):
+                    value[key] = self._text
+
+
+def _outside_data_fields(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """(where, text) of every string in a result outside the untrusted data fields."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key not in DATA_FIELDS:
+                yield from _outside_data_fields(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _outside_data_fields(item, f"{path}[{i}]")
+    elif isinstance(value, str):
+        yield path, value
+
+
+@pytest.mark.anyio
+async def test_upstream_statuses_and_currencies_are_codes_or_nothing(
+    tmp_path: Path, clock: Clock, sandbox_app: Starlette, database_url: str
+) -> None:
+    """A card's status, a transaction's status and their currencies come from Interlace as codes: text that is
+    not code-shaped in them never reaches the model (card_status, status and currency are not untrusted fields)."""
+    hostile = HOSTILE_TEXTS[0]
+    settings = Settings(_env_file=None, state_dir=tmp_path / "state", database_url=database_url)  # type: ignore[call-arg]
+    transport = HostileStatuses(sandbox_app, hostile)
+    server = build_server(
+        settings, upstream_transport=transport, ledger=Ledger.from_url(database_url, clock=clock), backoff=False
+    )
+    rt = runtime(server)
+    results: list[Any] = []
+    try:
+        async with Client(server) as c:
+            card_id = (await call(c, "issue_card", {"amount": "5.00", "request_id": "s-1"}))["card"]["card_id"]
+            await call(c, "simulate_purchase", {"card_id": card_id, "amount": "1.00"})
+            transport.on = True
+            results.append(await call(c, "get_card", {"card_id": card_id}))
+            results.append(await call(c, "list_cards", {}))
+            results.append(await call(c, "get_card_transactions", {"card_id": card_id}))
+    finally:
+        rt.ledger.close()
+        rt.audit.close()
+    assert results[2]["transactions"], results[2]
+    for result in results:
+        for where, text in _outside_data_fields(result):
+            assert MARK not in text.lower(), (where, text)

@@ -299,3 +299,35 @@ async def test_three_ds_codes_are_stored_whole_once_and_malformed_or_forged_ones
     assert json.loads(stored["card-1"]["resource_json"]) == dated
     assert stored["card-1"]["expires_at"] == pytest.approx((now_ms + 300_000) / 1000)  # the notification's own expiry
     assert stored["card-2"]["expires_at"] == pytest.approx(stored["card-2"]["received_at"] + 600)
+
+
+async def test_a_three_ds_notification_carrying_card_data_stores_none_of_it(tmp_path: Path) -> None:
+    """The OTP payload's shape is unconfirmed: should Interlace put the card number or CVV in it, neither reaches
+    the database (card data is in no database file) -- while the code and what it is for still read."""
+    app = make_app(tmp_path, create_sandbox_app())
+    now_ms = int(time.time() * 1000)
+    resource = {
+        "cardId": "card-1",
+        "otp": "123456",
+        "createTime": str(now_ms),
+        "cardNumber": "4111 1111 1111 1111",
+        "cvv": "737",
+        "data": {"pan": "5555555555554444", "merchantName": "Shop 4000056655665556", "maskedCard": 4242424242424242},
+    }
+    async with app.router.lifespan_context(app):
+        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=BASE) as http:
+            assert (await post(http, otp_notification(resource))).status_code == 200
+    rt = app.state.interlace_runtime
+    (row,) = rt.ledger._conn.execute("SELECT resource_json FROM three_ds_codes").fetchall()
+    stored = json.loads(row["resource_json"])
+    for number in (
+        "4111 1111 1111 1111",
+        "4111111111111111",
+        "5555555555554444",
+        "4000056655665556",
+        "4242424242424242",
+    ):
+        assert number not in row["resource_json"], row["resource_json"]
+    assert stored["cvv"] != "737" and stored["data"]["pan"] != "5555555555554444"
+    assert (stored["cardId"], stored["otp"], stored["createTime"]) == ("card-1", "123456", str(now_ms))
+    assert stored["data"]["merchantName"].startswith("Shop ")

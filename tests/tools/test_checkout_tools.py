@@ -312,6 +312,37 @@ async def test_categories_are_pushed_to_each_card_and_a_purchase_elsewhere_freez
     assert notices.received[0]["card_id"] == card_id and notices.received[0]["mcc"] == "5812"
 
 
+async def test_an_agent_unfreeze_racing_a_policy_freeze_leaves_the_card_frozen(
+    make_server: ServerFactory, sandbox_app: Starlette
+) -> None:
+    """The agent froze its card and unfreezes it while a purchase at a blocked category arrives: the policy freeze
+    (audited, told to operators) must hold -- the card ends FROZEN at Interlace with frozen_by "policy"."""
+    server = make_server(policy=POLICY + 'mcc_block = ["7995"]\n')
+    rt = runtime(server)
+    state = sandbox_of(sandbox_app)
+    async with Client(server) as c:
+        card_id = (await call(c, "issue_card", {"amount": "30.00", "request_id": "u-1"}))["card"]["card_id"]
+        await call(c, "freeze_card", {"card_id": card_id})
+        state.add_fault(f"/open-api/v3/cards/{card_id}/unfreeze", "latency", method="POST", delay_ms=1500, times=1)
+        unfrozen: list[Any] = []
+
+        async def unfreeze() -> None:
+            unfrozen.append(await c.call_tool("unfreeze_card", {"card_id": card_id}))
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(unfreeze)
+            await eventually(lambda: anyio.to_thread.run_sync(lambda: not state.faults or None))  # unfreeze sent
+            # A purchase at the blocked category meanwhile (declined: the card is still frozen), and a look at it.
+            await rt.api.simulate_authorization(card_id=card_id, amount=Decimal("5.00"), mcc="7995")
+            await check_cards(rt, card_ids=[card_id])
+        card = await call(c, "get_card", {"card_id": card_id})
+    assert len(events(rt, "card_frozen_by_policy")) == 1
+    assert state.cards[card_id].status == "FROZEN", unfrozen
+    assert card["card_status"] == "FROZEN" and card["frozen_by"] == "policy"
+    text = unfrozen[0].content[0].text
+    assert unfrozen[0].is_error and text.startswith("[card_frozen]") and "policy" in text, text
+
+
 async def test_a_failed_push_is_a_warning_and_a_transaction_read_still_freezes_the_card(
     make_server: ServerFactory, sandbox_app: Starlette
 ) -> None:

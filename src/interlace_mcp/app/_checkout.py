@@ -267,6 +267,13 @@ async def police(rt: Runtime, record: CardRecord, transactions: Iterable[CardTra
         return []  # not claimed: the next look tries again
     rt.cards.put(frozen_card)
     taken = await rt.store.write(_record_freeze, rt, record, fresh, policy)
+    if taken:
+        # Once more, now that frozen_by says "policy": an agent's unfreeze_card that ran between the freeze above and
+        # that write would otherwise leave the card active (unfreeze_card re-freezes when it loses the race later).
+        try:
+            rt.cards.put(await rt.api.freeze_card(record.card_id))
+        except InterlaceError as exc:
+            logger.warning("checkout: card %s could not be frozen again (category rules): %s", record.card_id, exc)
     for txn in taken:
         logger.warning(
             "checkout: card %s of %s frozen: authorization %s at merchant category %s is not allowed",

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from interlace_mcp._logging import mask_card_numbers
 from interlace_mcp.app._runtime import Runtime
 from interlace_mcp.money import MAX_AMOUNT
 from interlace_mcp.operations import clean_text
@@ -239,6 +240,39 @@ def _expiry(resource: dict[str, Any], event_time: float) -> float:
     return event_time + OTP_TTL_SECONDS
 
 
+#: Key names (lower case, letters and digits only) whose values are card data: never stored.
+_CARD_DATA_KEYS = frozenset(
+    {"pan", "cardpan", "cardnumber", "cardno", "primaryaccountnumber", "cvv", "cvv2", "cvc", "cvc2", "securitycode"}
+)
+_MAX_DEPTH = 16
+
+
+def _without_card_data(value: Any, depth: int = 0) -> Any:
+    """The resource as stored: card-data fields masked and card numbers anywhere else masked (the payload's shape
+    is unconfirmed, and card numbers are in no database file); times are kept as they came."""
+    if depth > _MAX_DEPTH:
+        return "[too deep]"
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            name = re.sub(r"[^a-z0-9]", "", str(key).lower())
+            if name in _CARD_DATA_KEYS:
+                out[key] = "[redacted]"
+            elif key in _TIME_FIELDS or key in _EXPIRY_FIELDS:
+                out[key] = item
+            else:
+                out[key] = _without_card_data(item, depth + 1)
+        return out
+    if isinstance(value, list):
+        return [_without_card_data(item, depth + 1) for item in value]
+    if isinstance(value, str):
+        return mask_card_numbers(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        masked = mask_card_numbers(str(value))
+        return value if masked == str(value) else masked
+    return value
+
+
 async def _record_code(rt: Runtime, resource: dict[str, Any], event_time: float) -> bool:
     card_id = next((v for v in (resource.get(n) for n in _CARD_FIELDS) if isinstance(v, str) and v), None)
     if card_id is None or not _CARD_ID.fullmatch(card_id):
@@ -248,7 +282,7 @@ async def _record_code(rt: Runtime, resource: dict[str, Any], event_time: float)
         dedup_key(resource),
         scope=rt.scope,
         card_id=card_id,
-        resource=resource,
+        resource=_without_card_data(resource),
         expires_at=_expiry(resource, event_time),
     )
     if recorded:

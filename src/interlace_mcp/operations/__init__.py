@@ -38,7 +38,7 @@ from interlace_mcp.operations._describe import (
 )
 from interlace_mcp.operations._fund_ops import FundAccount
 from interlace_mcp.operations._inflight import InFlight
-from interlace_mcp.operations._refusals import not_found, refusal_from_upstream, upstream_ref
+from interlace_mcp.operations._refusals import not_found, refusal_from_upstream, upstream_code, upstream_ref
 from interlace_mcp.operations._registry import MONEY_OPERATIONS, operation_for
 from interlace_mcp.operations._results import (
     BalanceResult,
@@ -135,6 +135,7 @@ __all__ = [
     "refusal_from_upstream",
     "run_money",
     "transaction_info",
+    "upstream_code",
     "upstream_ref",
     "what_text",
 ]

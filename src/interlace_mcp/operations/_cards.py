@@ -28,7 +28,7 @@ from interlace_mcp.client import (
     wire_time,
 )
 from interlace_mcp.money import format_amount
-from interlace_mcp.operations._refusals import not_found, upstream_ref, upstream_word
+from interlace_mcp.operations._refusals import not_found, upstream_code, upstream_ref, upstream_word
 from interlace_mcp.operations._results import CardLimit, CardResult, TransactionInfo
 from interlace_mcp.operations._sanitize import clean_text
 from interlace_mcp.policy import CardRecord, Refusal, cards, epoch_to_iso, iso_utc
@@ -104,9 +104,9 @@ def card_result(
     """The card object of DESIGN section 6: masked unless ``details`` (an allowed reveal) is given."""
     card_limits = [
         CardLimit(
-            window=limit.type,
+            window=upstream_code(limit.type, "UNKNOWN"),
             amount=format_amount(limit.value) if limit.value is not None else "none",
-            currency=limit.currency or card.currency or "USD",
+            currency=upstream_code(limit.currency or card.currency, "USD"),
         )
         for limit in (card.transaction_limits if limits is None else limits)
         if limit.type != "NA"
@@ -122,11 +122,11 @@ def card_result(
         last_four = None  # never pass on more than four digits, whatever upstream sent
     return CardResult(
         card_id=card.id,
-        card_status=status or card.status or "UNKNOWN",
+        card_status=status or upstream_code(card.status, "UNKNOWN"),
         last_four=last_four,
         expiry=details.expiry_date if details is not None else None,
         balance=balance,
-        currency=card.currency or "USD",
+        currency=upstream_code(card.currency, "USD"),
         label=clean_text(card.label or (record.label if record else None), 50) or None,
         limits=card_limits,
         frozen_by=record.frozen_by if record else None,
@@ -273,13 +273,13 @@ def transaction_info(txn: CardTransaction) -> TransactionInfo:
     return TransactionInfo(
         transaction_id=txn.id,
         type=TRANSACTION_TYPES.get(txn.type, f"type_{txn.type}"),
-        status=txn.status or "UNKNOWN",
+        status=upstream_code(txn.status, "UNKNOWN"),
         approved=not declined,
         decline_code=code,
         decline_reason=reason,
         amount=format_amount(txn.amount),
         fee=format_amount(txn.fee) if txn.fee is not None else None,
-        currency=txn.currency or "USD",
+        currency=upstream_code(txn.currency, "USD"),
         merchant=clean_text(txn.merchant_name),
         mcc=clean_text(txn.mcc, 8),
         created_at=iso_utc(wire_time(txn.create_time)),

@@ -23,7 +23,7 @@ from interlace_mcp.client import (
 )
 from interlace_mcp.policy import Refusal
 
-__all__ = ["not_found", "refusal_from_upstream", "upstream_ref", "upstream_word"]
+__all__ = ["not_found", "refusal_from_upstream", "upstream_code", "upstream_ref", "upstream_word"]
 
 logger = logging.getLogger("interlace_mcp.operations")
 
@@ -35,6 +35,14 @@ def upstream_word(value: object) -> str:
     """An upstream status or code as a server sentence may repeat it: only when it is code-shaped."""
     text = str(value) if value is not None else ""
     return text if _CODE_SHAPE.match(text) else "unknown"
+
+
+def upstream_code(value: str | None, missing: str) -> str:
+    """An upstream status or currency as a result field carries it: the code, ``missing`` when there is none,
+    ``UNKNOWN`` when it is not code-shaped (such a field is not one the model is told holds untrusted text)."""
+    if not value:
+        return missing
+    return value if _CODE_SHAPE.match(value) else "UNKNOWN"
 
 
 def upstream_ref(exc: InterlaceError) -> str:

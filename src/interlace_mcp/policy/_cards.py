@@ -11,6 +11,7 @@ __all__ = [
     "agent_cards",
     "all_cards",
     "claim_close",
+    "clear_agent_freeze",
     "closed_by_server",
     "enforce_once",
     "enforced",
@@ -81,6 +82,16 @@ def all_cards(rx: Reader, scope: str) -> list[CardRecord]:
 
 def set_card_frozen_by(tx: Tx, scope: str, card_id: str, frozen_by: str | None) -> None:
     tx.execute("UPDATE cards SET frozen_by = ? WHERE scope = ? AND card_id = ?", (frozen_by, scope, card_id))
+
+
+def clear_agent_freeze(tx: Tx, scope: str, card_id: str) -> bool:
+    """Forget the agent's own freeze of a card -- only while no one else (policy, an operator, reconciliation)
+    has frozen it meanwhile; False when someone has (then the card is theirs to lift, not the agent's)."""
+    cur = tx.execute(
+        "UPDATE cards SET frozen_by = NULL WHERE scope = ? AND card_id = ? AND (frozen_by IS NULL OR frozen_by = ?)",
+        (scope, card_id, "agent"),
+    )
+    return cur.rowcount > 0
 
 
 def mark_card_deleted(tx: Tx, scope: str, card_id: str) -> None:

@@ -17,6 +17,7 @@ from interlace_mcp.operations import (
     not_found,
     pending_message,
     refusal_from_upstream,
+    upstream_code,
     upstream_ref,
 )
 from interlace_mcp.policy import approvals, requests
@@ -49,7 +50,7 @@ async def get_balance(caller: Annotated[Caller, Resolve(resolve_caller)]) -> Bal
         ]
     return BalanceResult(
         available=format_amount(balance.available),
-        currency=balance.currency or "USD",
+        currency=upstream_code(balance.currency, "USD"),
         wallets=wallets,
         warnings=warnings,
         sandbox=rt.sandbox,

@@ -473,7 +473,18 @@ async def unfreeze_card(card_id: CardId, caller: Annotated[Caller, Resolve(resol
         except InterlaceError as exc:
             raise refusal_from_upstream(exc, what="unfreezing the card") from None
         rt.cards.put(card)
-    await rt.store.write(cards.set_card_frozen_by, rt.scope, card_id, None)
+    if not await rt.store.write(cards.clear_agent_freeze, rt.scope, card_id):
+        # Policy (a blocked category) or an operator froze the card while this call unfroze it: theirs holds.
+        try:
+            rt.cards.put(await rt.api.freeze_card(card_id))
+        except InterlaceError as exc:
+            logger.error("card %s: re-freezing after a racing unfreeze failed: %s", card_id, exc)
+        record = await owned_card(caller, card_id)
+        raise Refusal.one(
+            "card_frozen",
+            f"card {card_id} was frozen by {record.frozen_by or 'someone other than this agent'} meanwhile; only an"
+            " operator can unfreeze it",
+        )
     record = await owned_card(caller, card_id)
     return card_result(card, sandbox=rt.sandbox, summary=summary, record=record)
 
