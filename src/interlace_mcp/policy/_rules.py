@@ -91,28 +91,16 @@ def window_violation(
     resets: str | None,
 ) -> Violation:
     """A calendar window the request would push past its limit."""
-    limit_minor = to_minor(limit)
-    remaining = max(limit_minor - committed_minor - reserved_minor, 0)
-    used = [
-        f"{format_amount(from_minor(committed_minor))} spent",
-        f"{format_amount(from_minor(reserved_minor))} reserved",
-        f"{format_amount(requested)} requested",
-        f"{format_amount(from_minor(remaining))} remaining",
-    ]
-    reset = f"resets {resets}" if resets else "never resets"
-    text = f"{_WINDOW_WORDS[window]} limit {format_amount(limit)} {currency}: {', '.join(used)}; {reset}"
-    return Violation(
+    return _limit_violation(
         WINDOW_CODES[window],
-        text,
-        {
-            "window": window,
-            "limit": format_amount(limit),
-            "spent": format_amount(from_minor(committed_minor)),
-            "reserved": format_amount(from_minor(reserved_minor)),
-            "requested": format_amount(requested),
-            "remaining": format_amount(from_minor(remaining)),
-            "resets_at": resets,
-        },
+        window,
+        f"{_WINDOW_WORDS[window]} limit {format_amount(limit)} {currency}",
+        "spent",
+        limit,
+        committed_minor=committed_minor,
+        reserved_minor=reserved_minor,
+        requested=requested,
+        resets=resets,
     )
 
 
@@ -126,29 +114,47 @@ def fund_violation(
     resets: str | None,
 ) -> Violation:
     """The daily funding window (``fund_daily``) the request would push past its limit."""
-    limit_minor = to_minor(limit)
-    remaining = max(limit_minor - committed_minor - reserved_minor, 0)
-    used = [
-        f"{format_amount(from_minor(committed_minor))} funded",
-        f"{format_amount(from_minor(reserved_minor))} reserved",
-        f"{format_amount(requested)} requested",
-        f"{format_amount(from_minor(remaining))} remaining",
-    ]
-    reset = f"resets {resets}" if resets else "never resets"
-    grant = " (funding is off until an operator sets fund_daily in the policy)" if limit_minor == 0 else ""
-    text = f"daily funding limit {format_amount(limit)} {currency}{grant}: {', '.join(used)}; {reset}"
-    return Violation(
+    grant = " (funding is off until an operator sets fund_daily in the policy)" if to_minor(limit) == 0 else ""
+    return _limit_violation(
         "fund_limit",
-        text,
-        {
-            "window": "fund_day",
-            "limit": format_amount(limit),
-            "funded": format_amount(from_minor(committed_minor)),
-            "reserved": format_amount(from_minor(reserved_minor)),
-            "requested": format_amount(requested),
-            "remaining": format_amount(from_minor(remaining)),
-            "resets_at": resets,
-        },
+        "fund_day",
+        f"daily funding limit {format_amount(limit)} {currency}{grant}",
+        "funded",
+        limit,
+        committed_minor=committed_minor,
+        reserved_minor=reserved_minor,
+        requested=requested,
+        resets=resets,
+    )
+
+
+def _limit_violation(
+    code: str,
+    window: str,
+    head: str,
+    used_word: str,
+    limit: Decimal,
+    *,
+    committed_minor: int,
+    reserved_minor: int,
+    requested: Decimal,
+    resets: str | None,
+) -> Violation:
+    """``<head>: X <used_word>, Y reserved, Z requested, W remaining; resets ...`` with the same figures as
+    details (``used_word`` names the committed amount in both)."""
+    remaining = max(to_minor(limit) - committed_minor - reserved_minor, 0)
+    figures = {
+        used_word: format_amount(from_minor(committed_minor)),
+        "reserved": format_amount(from_minor(reserved_minor)),
+        "requested": format_amount(requested),
+        "remaining": format_amount(from_minor(remaining)),
+    }
+    used = ", ".join(f"{value} {name}" for name, value in figures.items())
+    reset = f"resets {resets}" if resets else "never resets"
+    return Violation(
+        code,
+        f"{head}: {used}; {reset}",
+        {"window": window, "limit": format_amount(limit), **figures, "resets_at": resets},
     )
 
 
