@@ -21,6 +21,7 @@ import audit_race_worker
 import pytest
 
 from helpers import BOTH_BACKENDS
+from interlace_mcp._logging import luhn_ok
 from interlace_mcp.audit import ANCHOR_MISMATCH_EVENT, GENESIS_HASH, AuditLog, AuditWriteError
 from interlace_mcp.policy import Database, Ledger
 from interlace_mcp.policy._schema import MIGRATIONS as LEDGER_MIGRATIONS
@@ -581,6 +582,28 @@ def test_card_data_never_reaches_the_database_files(tmp_path: Path) -> None:
     assert args["card_number"] == args["cardNumber"] == args["cvv"] == "[redacted]"
     assert args["nested"]["items"][0] == "[card ...1111]" and args["as_int"] == "[card ...1111]"
     assert record.upstream_ids == {"cardId": "c-1"}
+
+
+def test_interlace_ids_are_kept_exactly_even_when_they_pass_the_luhn_check(tmp_path: Path) -> None:
+    """Interlace's transaction ids are 19-digit numbers ("1986330518716162050"); about one in ten passes the
+    Luhn check. The outcome's ``upstream_ids`` is the audit log's link to Interlace: kept exactly, while the
+    same digits anywhere else in the record (an argument, a detail) are still masked."""
+    interlace_id = "5362471216348961211"  # Luhn-valid, as the emulator and Interlace hand them out
+    assert luhn_ok(interlace_id)
+    with AuditLog(tmp_path / "ids.sqlite3") as log:
+        record = log.append(
+            agent="shopper",
+            tool="create_transfer",
+            event="outcome",
+            arguments={"memo": interlace_id},
+            detail=f"id {interlace_id}",
+            upstream_ids={"transaction_id": interlace_id, "card_id": "4111 1111 1111 1111"},
+        )
+        stored = log.tail(1)[0]
+    for found in (record, stored):
+        assert found.upstream_ids is not None and found.upstream_ids["transaction_id"] == interlace_id
+        assert found.upstream_ids["card_id"] != "4111 1111 1111 1111"  # not an id's shape: scrubbed as ever
+        assert found.arguments == {"memo": "[card ...1211]"} and interlace_id not in (found.detail or "")
 
 
 def test_card_data_is_masked_every_time_it_is_appended_not_only_the_first(tmp_path: Path) -> None:

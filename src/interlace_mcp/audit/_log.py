@@ -38,6 +38,7 @@ import errno
 import hmac
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -47,9 +48,11 @@ from typing import Any
 
 from interlace_mcp.audit._record import (
     GENESIS_HASH,
+    REDACTED,
     AuditRecord,
     canonical_json,
     chain_hash,
+    is_secret_key,
     record_mac,
     scrub,
     ts_utc,
@@ -302,7 +305,9 @@ class AuditLog:
         if values["event"] == ANCHOR_MISMATCH_EVENT:
             raise ValueError(f"event {ANCHOR_MISMATCH_EVENT!r} is reserved for the audit log itself")
         try:
-            return {name: scrub(value) for name, value in values.items()}
+            fields = {name: scrub(value) for name, value in values.items() if name != "upstream_ids"}
+            fields["upstream_ids"] = _upstream_ids(values["upstream_ids"])
+            return fields
         except (ValueError, TypeError) as exc:
             raise AuditWriteError(f"audit record not stored: {type(exc).__name__}: {exc}") from exc
 
@@ -633,3 +638,23 @@ def _parse_anchor(data: bytes | None) -> _Head | None:
     if head.seq < 1:
         raise _CorruptAnchor(f"seq {head.seq}")
     return head
+
+
+#: An id as Interlace hands them out: a plain digit string (transaction ids are 19 digits) or a plain token.
+_UPSTREAM_ID = re.compile(r"[0-9]{1,32}|[A-Za-z0-9_-]{1,64}", re.ASCII)
+
+
+def _upstream_ids(ids: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``upstream_ids`` scrubbed, except that an id of Interlace's own shape is kept exactly: it is the record's
+    link to Interlace, and about one in ten of its 19-digit transaction ids passes the Luhn check that masks
+    card numbers everywhere else. Anything not shaped like an id (separators, text) is scrubbed as ever."""
+    if ids is None:
+        return None
+    out: dict[str, Any] = {}
+    for key, value in ids.items():
+        if is_secret_key(str(key)):
+            out[scrub(str(key))] = REDACTED
+        else:
+            kept = isinstance(value, str) and _UPSTREAM_ID.fullmatch(value)
+            out[scrub(str(key))] = value if kept else scrub(value)
+    return out
