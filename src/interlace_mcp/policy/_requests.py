@@ -166,10 +166,7 @@ def begin(
     violations = list(stateless_violations)
     if stopped is not None and not any(v.code == "agent_frozen" for v in violations):
         violations += [v for v in (frozen_violation(key.agent, stopped),) if v is not None]
-    violations += window_violations(tx, key, policy, spend, currency, now)
-    violations += fund_violations(tx, key, policy, fund, now)
-    if issues_card:
-        violations += card_violations(tx, key, policy)
+    violations += stateful_violations(tx, key, policy, spend, currency, fund, issues_card=issues_card, now=now)
     if violations:
         raise Refusal(violations)
     reasons = approvals.reasons_for(
@@ -246,10 +243,7 @@ def precheck(
     record = get_request(rx, key)
     violations: list[Violation] = []
     if record is None:
-        violations = window_violations(rx, key, policy, spend, currency, rx.now())
-        violations += fund_violations(rx, key, policy, fund, rx.now())
-        if issues_card:
-            violations += card_violations(rx, key, policy)
+        violations = stateful_violations(rx, key, policy, spend, currency, fund, issues_card=issues_card, now=rx.now())
     return Precheck(stopped, record, violations)
 
 
@@ -265,9 +259,26 @@ def evaluate(
     fund: Decimal = Decimal(0),
 ) -> list[Violation]:
     """What :func:`begin` would refuse for, without writing anything (dry runs)."""
-    violations = list(stateless_violations)
-    violations += window_violations(rx, key, policy, spend, currency, rx.now())
-    violations += fund_violations(rx, key, policy, fund, rx.now())
+    return [
+        *stateless_violations,
+        *stateful_violations(rx, key, policy, spend, currency, fund, issues_card=issues_card, now=rx.now()),
+    ]
+
+
+def stateful_violations(
+    rx: Reader,
+    key: RequestKey,
+    policy: AgentPolicy,
+    spend: Decimal,
+    currency: str,
+    fund: Decimal,
+    *,
+    issues_card: bool,
+    now: float,
+) -> list[Violation]:
+    """The rules that depend on what is stored: the calendar windows, the funding window, the card slots."""
+    violations = window_violations(rx, key, policy, spend, currency, now)
+    violations += fund_violations(rx, key, policy, fund, now)
     if issues_card:
         violations += card_violations(rx, key, policy)
     return violations
